@@ -1,0 +1,117 @@
+"""The training configuration: one validated dataclass shared by final training and the Ray trainable."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+DATASETS = ("fashion_mnist", "mnist")
+MODELS = ("mlp", "cnn")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
+SCHEDULES = ("none", "step", "multistep", "exponential", "cosine")
+LOSSES = ("cross_entropy", "nll")
+
+
+class ConfigError(ValueError):
+    """A configuration a user wrote that cannot be trained; the message is one line."""
+
+
+@dataclass
+class TrainConfig:
+    optimizer: str
+    lr: float
+    dataset: str = "fashion_mnist"
+    model: str = "mlp"
+    batch_size: int = 64
+    epochs: int = 10
+    momentum: float = 0.0  # sgd and rmsprop only
+    nesterov: bool = False  # sgd only, needs momentum > 0
+    weight_decay: float = 0.0
+    schedule: str = "none"
+    gamma: float = 0.1  # decay factor of step, multistep and exponential schedules
+    step_size: int = 5  # epochs between decays of the step schedule
+    milestones: list[int] = field(default_factory=lambda: [5, 8])  # multistep schedule
+    loss: str = "cross_entropy"
+    shuffle: bool = True
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_CHOICES = {
+    "dataset": DATASETS,
+    "model": MODELS,
+    "optimizer": OPTIMIZERS,
+    "schedule": SCHEDULES,
+    "loss": LOSSES,
+}
+_POSITIVE = ("lr", "batch_size", "epochs", "gamma", "step_size")
+_NON_NEGATIVE = ("momentum", "weight_decay")
+
+
+def _coerce(name: str, value: Any, kind: type) -> Any:
+    """Convert a JSON value to the field's type, refusing lossy conversions (1.5 epochs, "abc" lr)."""
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+            raise ConfigError(f"{name} must be a whole number, got {value!r}")
+        return int(value)
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number, got {value!r}")
+        return float(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string, got {value!r}")
+        return value
+    # list[int]: the multistep milestones
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{name} must be a non-empty list of epochs, got {value!r}")
+    return [_coerce(f"{name}[{i}]", v, int) for i, v in enumerate(value)]
+
+
+_TYPES = {"optimizer": str, "lr": float, "dataset": str, "model": str, "batch_size": int,
+          "epochs": int, "momentum": float, "nesterov": bool, "weight_decay": float,
+          "schedule": str, "gamma": float, "step_size": int, "milestones": list, "loss": str,
+          "shuffle": bool, "seed": int}
+KEYS = tuple(f.name for f in fields(TrainConfig))
+assert set(_TYPES) == set(KEYS)
+
+
+def parse_config(raw: dict[str, Any], ignore: tuple[str, ...] = ()) -> TrainConfig:
+    """Validate a plain dict (a JSON file, a trial's config) into a TrainConfig.
+
+    Keys in `ignore` are dropped silently (bookkeeping such as the epoch a run peaked at).
+    Every error is a ConfigError naming the key and what is allowed.
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError(f"the config must be a JSON object of settings, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - set(KEYS) - set(ignore))
+    if unknown:
+        raise ConfigError(f"unknown key {unknown[0]!r}; allowed keys: {', '.join(KEYS)}")
+    for required in ("optimizer", "lr"):
+        if required not in raw:
+            raise ConfigError(f"missing key {required!r}; the config needs at least optimizer and lr")
+    values = {k: _coerce(k, raw[k], _TYPES[k]) for k in KEYS if k in raw}
+    for key, allowed in _CHOICES.items():
+        if key in values and values[key] not in allowed:
+            raise ConfigError(f"{key} {values[key]!r} is not one of: {', '.join(allowed)}")
+    for key in _POSITIVE:
+        if key in values and values[key] <= 0:
+            raise ConfigError(f"{key} must be greater than 0, got {raw[key]!r}")
+    for key in _NON_NEGATIVE:
+        if key in values and values[key] < 0:
+            raise ConfigError(f"{key} must be 0 or more, got {raw[key]!r}")
+    config = TrainConfig(**values)
+    if config.nesterov and (config.optimizer != "sgd" or config.momentum <= 0):
+        raise ConfigError("nesterov needs optimizer 'sgd' with momentum greater than 0")
+    if config.momentum and config.optimizer not in ("sgd", "rmsprop"):
+        raise ConfigError(f"momentum applies to sgd and rmsprop only, not {config.optimizer!r}")
+    if any(m <= 0 for m in config.milestones) or config.milestones != sorted(config.milestones):
+        raise ConfigError(f"milestones must be increasing epochs above 0, got {config.milestones}")
+    return config

@@ -1,0 +1,164 @@
+"""FashionMNIST and MNIST as in-memory uint8 tensors, found on disk, in the system copy, or downloaded.
+
+Where the files are looked for, in order:
+1. the data directory (`--data-dir`, default a per-user cache directory);
+2. the copy installed by the Debian/Ubuntu package `dataset-fashion-mnist` (FashionMNIST only);
+3. torchvision's own download, into the data directory.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+import shutil
+import struct
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torchvision import datasets
+
+DATASET_CLASSES = {"fashion_mnist": datasets.FashionMNIST, "mnist": datasets.MNIST}
+SYSTEM_DIRS = {"fashion_mnist": (Path("/usr/share/datasets/fashion-mnist"),), "mnist": ()}
+FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+NUM_CLASSES = 10
+
+
+class DataError(RuntimeError):
+    """The data cannot be found or read; the message says where and how to fix it."""
+
+
+@dataclass
+class Split:
+    """One split held in memory: images uint8 (N, 28, 28) exactly as on disk, labels int64 (N,)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def default_data_dir() -> Path:
+    # never the working directory: Ray Tune moves each trial into a directory of its own
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "raytune-torch" / "data"
+
+
+def read_idx(path: Path) -> torch.Tensor:
+    """Read an IDX file of unsigned bytes (optionally gzipped), checking its header against its size."""
+    try:
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(f"cannot read {path}: {err} (the file is corrupt or truncated; delete it)") from None
+    if len(raw) < 4 or raw[:3] != b"\x00\x00\x08" or not 1 <= raw[3] <= 3:
+        raise DataError(f"{path} is not an IDX file of unsigned bytes (bad header); delete it")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path} is truncated inside its header; delete it")
+    shape = struct.unpack(f">{ndim}I", raw[4:header])
+    expected = header + math.prod(shape)
+    if len(raw) != expected:
+        raise DataError(
+            f"{path} holds {len(raw)} bytes but its header {tuple(shape)} needs {expected}; "
+            "the file is truncated or corrupt, delete it"
+        )
+    return torch.frombuffer(bytearray(raw), dtype=torch.uint8, offset=header).view(*shape)
+
+
+def _find(name: str, directory: Path) -> Path | None:
+    for candidate in (directory / name, directory / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _split_files(directory: Path, split: str) -> tuple[Path, Path] | None:
+    found = [_find(name, directory) for name in FILES[split]]
+    return None if None in found else (found[0], found[1])
+
+
+def _load_split(images_path: Path, labels_path: Path) -> Split:
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.dim() != 3 or tuple(images.shape[1:]) != (28, 28):
+        raise DataError(f"{images_path} holds shape {tuple(images.shape)}, expected (N, 28, 28)")
+    if labels.dim() != 1 or len(labels) != len(images):
+        raise DataError(f"{labels_path} holds {tuple(labels.shape)} labels for {len(images)} images")
+    if len(labels) and int(labels.max()) >= NUM_CLASSES:
+        raise DataError(f"{labels_path} holds a label above {NUM_CLASSES - 1}")
+    return Split(images, labels.long())
+
+
+def _download(dataset: str, data_dir: Path) -> None:
+    """Download with torchvision into a temporary directory, then move the files in whole."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    cls = DATASET_CLASSES[dataset]
+    with tempfile.TemporaryDirectory(dir=data_dir, prefix=".download-") as tmp:
+        cls(tmp, train=True, download=True)  # downloads both splits' files
+        raw = Path(tmp) / cls.__name__ / "raw"
+        target = data_dir / cls.__name__ / "raw"
+        target.mkdir(parents=True, exist_ok=True)
+        for name in FILES["train"] + FILES["test"]:
+            os.replace(raw / name, target / name)
+
+
+def candidate_dirs(dataset: str, data_dir: Path, system_dirs: tuple[Path, ...]) -> list[Path]:
+    """The directories searched, in order: torchvision's layout under the data directory, the
+    data directory itself (so --data-dir can point straight at a folder of IDX files), then the system copy."""
+    return [data_dir / DATASET_CLASSES[dataset].__name__ / "raw", data_dir, *system_dirs]
+
+
+def load_dataset(
+    dataset: str = "fashion_mnist",
+    data_dir: Path | str | None = None,
+    download: bool = True,
+    system_dirs: tuple[Path, ...] | None = None,
+) -> tuple[Split, Split]:
+    """Return the (train, test) splits, looking in the data directory, the system copy, then downloading."""
+    if dataset not in DATASET_CLASSES:
+        raise DataError(f"unknown dataset {dataset!r}; known: {', '.join(DATASET_CLASSES)}")
+    data_dir = Path(data_dir).expanduser().resolve() if data_dir else default_data_dir()
+    system_dirs = SYSTEM_DIRS[dataset] if system_dirs is None else system_dirs
+    searched = candidate_dirs(dataset, data_dir, system_dirs)
+
+    def found() -> tuple[tuple[Path, Path], tuple[Path, Path]] | None:
+        for directory in searched:
+            train, test = _split_files(directory, "train"), _split_files(directory, "test")
+            if train and test:
+                return train, test
+        return None
+
+    paths = found()
+    download_error = "download not attempted"
+    if paths is None and download:
+        try:
+            _download(dataset, data_dir)
+            paths = found()
+        except (OSError, RuntimeError) as err:  # torchvision wraps network errors in RuntimeError
+            download_error = f"download failed: {str(err).strip().splitlines()[-1]}"
+    if paths is None:
+        package = " install the package dataset-fashion-mnist (apt-get install dataset-fashion-mnist), or" \
+            if dataset == "fashion_mnist" else ""
+        raise DataError(
+            f"{dataset} not found in {', '.join(str(d) for d in searched)} ({download_error}); "
+            f"to fix:{package} pass --data-dir DIR pointing at a folder with the four IDX files"
+        )
+    return _load_split(*paths[0]), _load_split(*paths[1])
+
+
+def split_validation(train: Split, val_size: int = 10_000, seed: int = 0) -> tuple[Split, Split]:
+    """A seeded, deterministic (train, validation) split of the training set."""
+    if not 0 < val_size < len(train):
+        raise DataError(f"validation size must be between 1 and {len(train) - 1}, got {val_size}")
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+    val, rest = order[:val_size], order[val_size:].sort().values
+    return Split(train.images[rest], train.labels[rest]), Split(train.images[val], train.labels[val])

@@ -1,0 +1,151 @@
+"""Train one configuration on the whole training set, evaluating on the test set after each epoch.
+
+    python -m tuning.train --config tutorial.json
+    python -m tuning.train --config runs/sgd_vs_adam/best_config.json   # writes runs/sgd_vs_adam/final/
+
+Writes model.pt (the state dict), final_metrics.json, config.json and curve.png to --output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from results.files import write_atomic, write_json
+from trainables.config import ConfigError, TrainConfig, parse_config
+from trainables.data import DataError, load_dataset
+from trainables.loop import Trainer, is_diverged, to_device
+from tuning.cli import fail
+
+PROG = "python -m tuning.train"
+BOOKKEEPING_KEYS = ("best_epoch", "val_accuracy", "trial_id")  # what best_config.json adds beside the config
+
+
+def read_config(path: Path) -> TrainConfig:
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read config file {path}: {err}") from None
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path} is not valid JSON: {err}") from None
+    return parse_config(raw, ignore=BOOKKEEPING_KEYS)
+
+
+def default_output(config_path: Path) -> Path:
+    """A run's best_config.json trains into the run's final/; any other config into runs/<name>/."""
+    if (config_path.parent / "run.json").is_file():
+        return config_path.parent / "final"
+    return Path("runs") / f"train-{config_path.stem}"
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def plot_curve(epochs: list[dict[str, Any]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = [e["epoch"] for e in epochs]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.5))
+    ax_loss.plot(x, [e["train_loss"] for e in epochs], "o-", label="train")
+    ax_loss.plot(x, [e["test_loss"] for e in epochs], "o-", label="test")
+    ax_loss.set(xlabel="epoch", ylabel="average loss", title="loss")
+    ax_loss.legend()
+    ax_acc.plot(x, [100 * e["test_accuracy"] for e in epochs], "o-", color="tab:green")
+    ax_acc.set(xlabel="epoch", ylabel="test accuracy (%)", title="test accuracy")
+    fig.suptitle(title)
+    fig.tight_layout()
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+
+
+def train(config: TrainConfig, output: Path, data_dir: Path | None, device: str) -> dict[str, Any]:
+    """Train and evaluate as the tutorial does, print its familiar lines, and write the results."""
+    train_split, test_split = load_dataset(config.dataset, data_dir)
+    train_xy, test_xy = to_device(train_split, device), to_device(test_split, device)
+    trainer = Trainer(config, device)
+    interactive = sys.stdout.isatty()
+    history = []
+    for epoch in range(1, config.epochs + 1):
+        print(f"Epoch {epoch}\n-------------------------------")
+        bar = None
+        if interactive:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(train_split), unit="img", leave=False, dynamic_ncols=True)
+
+        def on_batch(batch: int, loss: torch.Tensor, current: int, size: int) -> None:
+            if bar is not None:
+                bar.update(min(config.batch_size, size - bar.n))
+            if batch % 100 == 0:
+                line = f"loss: {loss.item():>7f}  [{current:>5d}/{size:>5d}]"
+                bar.write(line) if bar is not None else print(line, flush=True)
+
+        metrics = trainer.fit_epoch(train_xy, test_xy, on_batch)
+        if bar is not None:
+            bar.close()
+        print(f"Test Error: \n Accuracy: {100 * metrics['accuracy']:>0.1f}%, "
+              f"Avg loss: {metrics['loss']:>8f} \n", flush=True)
+        history.append({"epoch": epoch, "lr": metrics["lr"], "train_loss": metrics["train_loss"],
+                        "test_loss": metrics["loss"], "test_accuracy": metrics["accuracy"],
+                        "seconds": round(metrics["seconds"], 3)})
+        if is_diverged(metrics):
+            print(f"Stopped: the loss is {metrics['train_loss']} after epoch {epoch} (diverged); "
+                  "lower the learning rate.")
+            break
+    result = {
+        "config": config.to_dict(),
+        "device": str(device),
+        "epochs": history,
+        "test_accuracy": history[-1]["test_accuracy"],
+        "test_loss": history[-1]["test_loss"],
+        "diverged": is_diverged(metrics),
+        "seconds": round(sum(e["seconds"] for e in history), 3),
+    }
+    write_atomic(output / "model.pt", lambda tmp: torch.save(trainer.model.state_dict(), tmp))
+    write_json(output / "config.json", config.to_dict())
+    plot_curve(history, output / "curve.png",
+               f"{config.model} / {config.optimizer} lr={config.lr:g} batch={config.batch_size}")
+    write_json(output / "final_metrics.json", result)  # last: its presence means the rest is there
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, required=True,
+                        help="JSON file of settings: optimizer and lr, and optionally dataset, model, "
+                             "batch_size, epochs, momentum, weight_decay, schedule, shuffle, seed")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="where to write the results (default: the run's final/ for a "
+                             "best_config.json, else runs/train-<config name>)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="folder with the dataset's IDX files (default: a per-user cache folder)")
+    parser.add_argument("--device", default=default_device(),
+                        help="cpu or cuda (default: cuda when available, else cpu)")
+    args = parser.parse_args(argv)
+    try:
+        config = read_config(args.config)
+        if args.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"--device {args.device} asked for, but no CUDA device is available")
+        output = args.output or default_output(args.config)
+        started = time.perf_counter()
+        result = train(config, output, args.data_dir, args.device)
+    except (ConfigError, DataError) as err:
+        fail(PROG, str(err))
+    print(f"Test accuracy {100 * result['test_accuracy']:.2f}% after {len(result['epochs'])} epochs "
+          f"({time.perf_counter() - started:.0f} s); results in {output}/")
+
+
+if __name__ == "__main__":
+    main()
