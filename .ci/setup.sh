@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Idempotent set-up on a fresh Debian/Ubuntu machine: the venv, torch, the project, and
+# the Debian packages for the data (dataset-fashion-mnist) and the report check (chromium).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+[ -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || need+=(dataset-fashion-mnist)
+command -v chromium >/dev/null || need+=(chromium)
+if [ ${#need[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "setup: installing ${need[*]} with apt-get"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >/dev/null
+        apt-get install -y -qq "${need[@]}" >/dev/null
+    else
+        echo "setup: not installed: ${need[*]} (needs root and apt-get; tests that use them will skip)"
+    fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+if ! .venv/bin/python -c "import torch, torchvision, ray.tune, optuna, pandas, pytest, trainables" 2>/dev/null; then
+    echo "setup: installing Python packages into .venv (torch is several GB)"
+    .venv/bin/pip install -q --disable-pip-version-check torch==2.14.1 torchvision==0.29.1
+    .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+fi

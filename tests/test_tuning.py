@@ -1,0 +1,263 @@
+"""Tuning on real Ray Tune: Optuna search with ASHA, the study on disk, divergence, checkpoints, resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from search_spaces import SPACES
+from trainables.config import parse_config
+from trainables.data import split_validation
+from trainables.loop import Trainer, to_device
+from tuning.search import StudySearch, study_storage
+
+pytestmark = pytest.mark.slow
+
+
+def run_cli(*args, timeout=300, **kwargs):
+    return subprocess.run([sys.executable, "-m", "tuning.run", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, **kwargs)
+
+
+def trial_results(run_dir):
+    """Each trial directory's reported rows, keyed by trial id."""
+    rows = {}
+    for path in Path(run_dir).glob("trial_*/result.json"):
+        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        if lines:
+            rows[lines[0]["trial_id"]] = lines
+    return rows
+
+
+def load_study(run_dir):
+    return optuna.load_study(study_name=Path(run_dir).name, storage=study_storage(Path(run_dir)))
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory, request):
+    """3,000 training and 500 test images of the learnable generated kind, as IDX files."""
+    from conftest import make_split, write_idx_files
+
+    directory = tmp_path_factory.mktemp("idx")
+    write_idx_files(directory, make_split(3000, seed=1), make_split(500, seed=2))
+    return directory
+
+
+def test_search_with_asha_records_pruned_and_complete_trials(tmp_path, data_dir):
+    """ASHA stops some trials early; the study holds them as PRUNED with their per-epoch values,
+    and trials that ran all epochs as COMPLETE with their best score."""
+    result = run_cli("--space", "tutorial", "--num-samples", 8, "--max-epochs", 4, "--grace-period", 1,
+                     "--reduction-factor", 2, "--data-dir", data_dir, "--val-size", 500,
+                     "--storage-path", tmp_path, "--name", "asha")
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = tmp_path / "asha"
+    study = load_study(run_dir)
+    states = Counter(t.state for t in study.trials)
+    assert len(study.trials) == 8
+    assert states[TrialState.PRUNED] >= 1 and states[TrialState.COMPLETE] >= 1, states
+    reported = trial_results(run_dir)
+    assert len(reported) == 8
+    for trial in study.trials:
+        rows = reported[trial.user_attrs["ray_trial_id"]]
+        epochs = [r["epoch"] for r in rows]
+        assert sorted(trial.intermediate_values) == epochs
+        assert list(trial.intermediate_values.values()) == [r["val_accuracy"] for r in rows]
+        if trial.state == TrialState.PRUNED:
+            assert trial.user_attrs["reason"] == "stopped_early" and epochs[-1] < 4
+        else:
+            assert trial.state == TrialState.COMPLETE and epochs == [1, 2, 3, 4]
+            assert trial.value == max(r["val_accuracy"] for r in rows)
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
+    assert "stopped_by_asha" in (run_dir / "leaderboard.csv").read_text()
+
+
+def test_study_search_maps_trial_endings_to_states(tmp_path):
+    """Errored trials FAIL, diverged ones are PRUNED, completed ones COMPLETE with their best value."""
+    search = StudySearch("sgd_vs_adam", 3, {"dataset": "fashion_mnist"}, tmp_path, "val_accuracy",
+                         "max", seed=0, study_name="s")
+    search.set_search_properties(None, None, {})
+    for tid in ("done", "bad", "nan", "cut"):
+        config = search.suggest(tid)
+        assert config["optimizer"] in ("sgd", "adam") and config["dataset"] == "fashion_mnist"
+    row = {"epochs_planned": 3, "diverged": False}
+    for epoch, acc in [(1, 0.5), (2, 0.8), (3, 0.7)]:
+        search.on_trial_result("done", {**row, "epoch": epoch, "val_accuracy": acc})
+    search.on_trial_complete("done", {**row, "epoch": 3, "val_accuracy": 0.7})
+    search.on_trial_complete("bad", None, error=True)
+    search.on_trial_complete("nan", {**row, "epoch": 1, "val_accuracy": 0.1, "diverged": True})
+    search.on_trial_complete("cut", {**row, "epoch": 1, "val_accuracy": 0.4})
+    study = optuna.load_study(study_name="s", storage=study_storage(tmp_path))
+    trials = {t.user_attrs["ray_trial_id"]: t for t in study.trials}
+    assert trials["done"].state == TrialState.COMPLETE and trials["done"].value == 0.8
+    assert trials["done"].intermediate_values == {1: 0.5, 2: 0.8, 3: 0.7}
+    assert trials["bad"].state == TrialState.FAIL and trials["bad"].user_attrs["reason"] == "errored"
+    assert trials["nan"].state == TrialState.PRUNED and trials["nan"].user_attrs["reason"] == "diverged"
+    assert trials["cut"].state == TrialState.PRUNED and trials["cut"].intermediate_values == {1: 0.4}
+
+
+@pytest.fixture
+def local_ray():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False)
+    yield ray
+    ray.shutdown()
+
+
+def small_data(n=1500):
+    from conftest import make_split
+
+    train, val = split_validation(make_split(n, seed=3), 300)
+    return {"train": train, "val": val}
+
+
+def test_diverging_trial_ends_cleanly_while_others_finish(local_ray, tmp_path):
+    """A learning rate that blows the loss up ends its trial as diverged, not as an error."""
+    from ray import tune
+
+    from trainables.trainable import train_trial
+
+    data = small_data()
+    tuner = tune.Tuner(
+        tune.with_resources(tune.with_parameters(train_trial, data=data), {"cpu": 1}),
+        param_space={"optimizer": "sgd", "lr": tune.grid_search([1e6, 0.05]), "epochs": 3},
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="div"),
+    )
+    results = tuner.fit()
+    assert results.num_errors == 0 and results.num_terminated == 2
+    by_lr = {r.config["lr"]: r for r in results}
+    assert by_lr[1e6].metrics["diverged"] is True and by_lr[1e6].metrics["epoch"] == 1
+    assert by_lr[0.05].metrics["diverged"] is False and by_lr[0.05].metrics["epoch"] == 3
+    assert by_lr[0.05].metrics["val_accuracy"] > 0.5
+
+
+def test_checkpoint_restores_the_trial_state(local_ray, tmp_path):
+    """A trial's checkpoint holds model, optimizer, schedule and shuffling state: training on from
+    it gives the same weights as training straight through."""
+    from ray import tune
+
+    from trainables.trainable import STATE_FILE, train_trial
+
+    data = small_data()
+    raw = {"optimizer": "adam", "lr": 0.002, "batch_size": 32, "schedule": "step", "step_size": 1,
+           "gamma": 0.5}
+    tuner = tune.Tuner(tune.with_resources(tune.with_parameters(train_trial, data=data), {"cpu": 1}),
+                       param_space={**raw, "epochs": 2},
+                       run_config=tune.RunConfig(storage_path=str(tmp_path), name="ckpt"))
+    result = tuner.fit()[0]
+    with result.checkpoint.as_directory() as directory:
+        state = torch.load(Path(directory) / STATE_FILE, weights_only=False)
+    assert state["epoch"] == 2
+
+    torch.set_num_threads(1)  # as in the trial, so that the sums run in the same order
+    train_xy, val_xy = to_device(data["train"], "cpu"), to_device(data["val"], "cpu")
+    resumed = Trainer(parse_config({**raw, "epochs": 3}))
+    resumed.load_state_dict(state)
+    assert resumed.lr == pytest.approx(0.002 * 0.25)
+    straight = Trainer(parse_config({**raw, "epochs": 3}))
+    for _ in range(2):
+        straight.fit_epoch(train_xy, val_xy)
+    for name, tensor in straight.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[name], tensor)
+    assert resumed.fit_epoch(train_xy, val_xy) == pytest.approx(
+        {**straight.fit_epoch(train_xy, val_xy), "seconds": pytest.approx(0, abs=60)})
+
+
+def test_resume_after_kill_does_not_repeat_finished_trials(tmp_path, data_dir):
+    """Killing the run mid-way and resuming finishes it: finished trials are not run again and
+    unfinished ones continue from their checkpoints, never from epoch 1."""
+    args = ["--space", "tutorial", "--num-samples", 6, "--max-epochs", 6, "--grace-period", 6,
+            "--data-dir", data_dir, "--val-size", 500, "--storage-path", tmp_path, "--name", "kill"]
+    process = subprocess.Popen([sys.executable, "-m", "tuning.run", *map(str, args)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    run_dir = tmp_path / "kill"
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and process.poll() is None:
+            rows = trial_results(run_dir)
+            finished = [t for t, r in rows.items() if r[-1]["epoch"] == 6]
+            if len(finished) >= 2 and any(r[-1]["epoch"] < 6 for r in rows.values()):
+                break
+            time.sleep(0.2)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    before = trial_results(run_dir)
+    done_before = {t: len(r) for t, r in before.items() if r[-1]["epoch"] == 6}
+    assert len(done_before) >= 2, "the run ended before it could be killed mid-way"
+
+    result = run_cli("--space", "tutorial", "--resume", "--name", "kill", "--data-dir", data_dir,
+                     "--storage-path", tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    after = trial_results(run_dir)
+    assert len(after) == 6
+    for trial_id, rows in after.items():
+        epochs = [r["epoch"] for r in rows]
+        assert epochs == sorted(set(epochs)), f"trial {trial_id} repeated epochs: {epochs}"
+        assert epochs[-1] == 6
+    for trial_id, count in done_before.items():
+        assert len(after[trial_id]) == count  # not run again
+    study = load_study(run_dir)
+    assert Counter(t.state for t in study.trials)[TrialState.COMPLETE] == 6
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
+
+    wrong_space = run_cli("--space", "sgd_vs_adam", "--resume", "--name", "kill",
+                          "--storage-path", tmp_path)
+    assert wrong_space.returncode == 2
+    assert wrong_space.stderr.strip().splitlines() == [
+        f"python -m tuning.run: error: {run_dir} is a run of space 'tutorial', not 'sgd_vs_adam'"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--space", "nope"], "unknown space 'nope'; known spaces: "),
+    (["--space", "sgd_vs_adam", "--num-samples", "0"], "--num-samples must be at least 1"),
+    (["--space", "sgd_vs_adam", "--max-epochs", "0"], "--max-epochs must be at least 1"),
+    (["--space", "sgd_vs_adam", "--max-epochs", "3", "--grace-period", "5"],
+     "--grace-period 5 is above --max-epochs 3"),
+    (["--space", "sgd_vs_adam", "--address", "127.0.0.1:1"], "cannot reach a Ray cluster at 127.0.0.1:1"),
+    (["--space", "cnn", "--model", "mlp"], "space 'cnn' trains model 'cnn'"),
+    (["--space", "sgd_vs_adam", "--resume", "--name", "empty"], "is not a tuning run that can be resumed"),
+    (["--space", "sgd_vs_adam", "--resume"], "no run of space 'sgd_vs_adam' to resume"),
+    (["--space", "sgd_vs_adam", "--data-dir", "{tmp}/nothing", "--dataset", "mnist"], "mnist not found in"),
+])
+def test_bad_input_is_one_line_and_exit_code_2(args, message, tmp_path, monkeypatch):
+    """A user's mistake ends in one line naming it, exit code 2, no traceback and no run written."""
+    (tmp_path / "runs" / "empty").mkdir(parents=True)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    # no network here: the MNIST download fails at once, as it would offline
+    result = run_cli(*args, "--storage-path", tmp_path / "runs", timeout=120)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["empty"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_gpus_requested_without_gpus_is_an_error(tmp_path):
+    """Asking for GPUs on a machine without any is one line and exit code 2."""
+    result = run_cli("--space", "sgd_vs_adam", "--gpus-per-trial", "0.5", "--storage-path", tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "python -m tuning.run: error: --gpus-per-trial 0.5 asked for, but this machine has no CUDA "
+        "device; pass --gpus-per-trial 0"]
+
+
+def test_list_spaces_prints_names_descriptions_and_parameters():
+    """--list-spaces shows every space with its description, budget and parameters."""
+    result = run_cli("--list-spaces")
+    assert result.returncode == 0
+    for space in SPACES.values():
+        assert f"{space.name}: {space.description}" in result.stdout
+    assert "lr            float log-uniform [0.0001, 0.01] | float log-uniform [0.001, 0.3]" in result.stdout
+    assert {"sgd_vs_adam", "tutorial", "optimizers", "schedules", "cnn"} <= set(SPACES)

@@ -1,0 +1,66 @@
+"""The Ray Tune trainable: the core epoch loop, reported to Tune once per epoch with a checkpoint."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+from ray import tune
+
+from trainables.config import parse_config
+from trainables.data import Split
+from trainables.loop import Trainer, is_diverged, to_device
+
+STATE_FILE = "state.pt"
+
+
+def trial_device() -> str:
+    """The GPU Ray assigned this trial, if any; Ray sets CUDA_VISIBLE_DEVICES to it."""
+    return "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
+
+
+def train_trial(config: dict[str, Any], data: dict[str, Split]) -> None:
+    """Train one trial's config for its epochs, reporting validation metrics after each epoch.
+
+    `data` holds the "train" and "val" splits, put in Ray's object store once per experiment
+    by tune.with_parameters. A trial that was paused, migrated or retried resumes from its
+    last checkpoint. A trial whose loss becomes NaN or infinite reports that epoch with
+    diverged=True and ends.
+    """
+    train_config = parse_config(config)
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+    torch.set_num_threads(max(1, math.floor(cpus)))
+    device = trial_device()
+    trainer = Trainer(train_config, device)
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            state = torch.load(Path(directory) / STATE_FILE, map_location=device, weights_only=False)
+        trainer.load_state_dict(state)
+    train_xy, val_xy = to_device(data["train"], device), to_device(data["val"], device)
+    node_id = ray.get_runtime_context().get_node_id()
+
+    while trainer.epoch < train_config.epochs:
+        metrics = trainer.fit_epoch(train_xy, val_xy)
+        diverged = is_diverged(metrics)
+        report = {
+            "epoch": metrics["epoch"],
+            "val_accuracy": metrics["accuracy"],
+            "val_loss": metrics["loss"],
+            "train_loss": metrics["train_loss"],
+            "lr": metrics["lr"],
+            "seconds": metrics["seconds"],
+            "epochs_planned": train_config.epochs,
+            "diverged": diverged,
+            "node_id": node_id,
+        }
+        if diverged:  # NaN weights are not worth a checkpoint
+            tune.report(report)
+            return
+        with tempfile.TemporaryDirectory() as directory:
+            torch.save(trainer.state_dict(), Path(directory) / STATE_FILE)
+            tune.report(report, checkpoint=tune.Checkpoint.from_directory(directory))

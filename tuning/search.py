@@ -1,0 +1,88 @@
+"""Optuna search that tells the study what really happened to each Ray trial, persisted on disk."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search.optuna import OptunaSearch
+
+from search_spaces import get_space
+
+logger = logging.getLogger(__name__)
+STUDY_FILE = "optuna.journal"
+
+
+def define_trial(space_name: str, max_epochs: int, settings: dict[str, Any],
+                 trial: optuna.Trial) -> dict[str, Any]:
+    """The space's define-by-run function plus the run's fixed settings (dataset, model)."""
+    fixed = get_space(space_name).define(trial, max_epochs) or {}
+    return {**settings, **fixed}
+
+
+def study_storage(run_dir: Path) -> optuna.storages.JournalStorage:
+    """The study's journal file in the run directory, which optuna-dashboard opens as it is."""
+    return optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(run_dir / STUDY_FILE)))
+
+
+class StudySearch(OptunaSearch):
+    """OptunaSearch whose study matches what happened: trials that ASHA stopped early or that
+    diverged end PRUNED with their per-epoch values, errored trials FAIL, and trials that ran
+    all their epochs COMPLETE with their best validation score (Ray's OptunaSearch tells every
+    stopped trial COMPLETE with the score of the epoch it stopped at)."""
+
+    def __init__(self, space_name: str, max_epochs: int, settings: dict[str, Any], run_dir: Path,
+                 metric: str, mode: str, seed: int, study_name: str) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler = optuna.samplers.TPESampler(
+                seed=seed, multivariate=True,
+                group=True,  # conditional spaces: momentum exists for sgd only
+                constant_liar=True,  # parallel trials: steer away from points already running
+            )
+        super().__init__(
+            space=functools.partial(define_trial, space_name, max_epochs, settings),
+            metric=metric, mode=mode, sampler=sampler, study_name=study_name,
+            storage=study_storage(run_dir),
+        )
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        value = result.get(self.metric)
+        if value is not None and math.isfinite(value):
+            self._ot_trials[trial_id].report(value, int(result["epoch"]))
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
+                          error: bool = False) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        ot_trial = self._ot_trials[trial_id]
+        reported = self._ot_study._storage.get_trial(ot_trial._trial_id).intermediate_values
+        if result and result.get("epoch") not in reported:
+            # Ray hands a trial's last result to on_trial_complete only
+            self.on_trial_result(trial_id, result)
+        values = self._ot_study._storage.get_trial(ot_trial._trial_id).intermediate_values.values()
+        best = max(values, default=None) if self._mode == "max" else min(values, default=None)
+        if error:
+            state, value, reason = TrialState.FAIL, None, "errored"
+        elif result and result.get("diverged"):
+            state, value, reason = TrialState.PRUNED, None, "diverged"
+        elif result and result.get("epoch", 0) >= result.get("epochs_planned", math.inf):
+            state, value, reason = TrialState.COMPLETE, best, "completed"
+        else:
+            state, value, reason = TrialState.PRUNED, None, "stopped_early"
+        ot_trial.set_user_attr("ray_trial_id", trial_id)
+        ot_trial.set_user_attr("reason", reason)
+        try:
+            self._ot_study.tell(ot_trial, value, state=state)
+        except (ValueError, RuntimeError) as err:  # e.g. already told before a resume
+            logger.warning("could not record trial %s in the study: %s", trial_id, err)
+        self._completed_trials.add(trial_id)
