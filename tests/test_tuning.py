@@ -261,3 +261,26 @@ def test_list_spaces_prints_names_descriptions_and_parameters():
         assert f"{space.name}: {space.description}" in result.stdout
     assert "lr            float log-uniform [0.0001, 0.01] | float log-uniform [0.001, 0.3]" in result.stdout
     assert {"sgd_vs_adam", "tutorial", "optimizers", "schedules", "cnn"} <= set(SPACES)
+
+
+def test_search_joins_a_two_node_cluster_and_uses_both_nodes(tmp_path):
+    """With --address, trials run on a two-node Ray cluster, on both of its nodes."""
+    from conftest import make_split, write_idx_files
+    from ray.cluster_utils import Cluster
+
+    # trials must outlast a new actor's start-up, or Tune hands the next trial to a reused one
+    write_idx_files(tmp_path / "idx", make_split(8000, seed=1), make_split(500, seed=2))
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        nodes = {cluster.head_node.node_id, *(node.node_id for node in cluster.worker_nodes)}
+        result = run_cli("--space", "tutorial", "--num-samples", 2, "--max-epochs", 30,
+                         "--grace-period", 30, "--address", cluster.address, "--data-dir",
+                         tmp_path / "idx", "--val-size", 500, "--storage-path", tmp_path / "runs",
+                         "--name", "cluster")
+    finally:
+        cluster.shutdown()
+    assert result.returncode == 0, result.stderr[-3000:]
+    used = {rows[0]["node_id"] for rows in trial_results(tmp_path / "runs" / "cluster").values()}
+    assert len(nodes) == 2 and used == nodes

@@ -13,6 +13,10 @@ SCHEDULES = ("none", "step", "multistep", "exponential", "cosine")
 LOSSES = ("cross_entropy", "nll")
 
 
+# what best_config.json holds beside the config: parse_config(raw, ignore=BOOKKEEPING_KEYS)
+BOOKKEEPING_KEYS = ("best_epoch", "val_accuracy", "trial_id")
+
+
 class ConfigError(ValueError):
     """A configuration a user wrote that cannot be trained; the message is one line."""
 

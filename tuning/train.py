@@ -18,13 +18,12 @@ from typing import Any
 import torch
 
 from results.files import write_atomic, write_json
-from trainables.config import ConfigError, TrainConfig, parse_config
+from trainables.config import BOOKKEEPING_KEYS, ConfigError, TrainConfig, parse_config
 from trainables.data import DataError, load_dataset
 from trainables.loop import Trainer, is_diverged, to_device
 from tuning.cli import fail
 
 PROG = "python -m tuning.train"
-BOOKKEEPING_KEYS = ("best_epoch", "val_accuracy", "trial_id")  # what best_config.json adds beside the config
 
 
 def read_config(path: Path) -> TrainConfig:

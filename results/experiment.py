@@ -1,0 +1,241 @@
+"""Read an experiment directory (RUN_DIR) from disk into DataFrames: no Ray session needed.
+
+RUN_DIR holds run.json (ours), optionally the Optuna journal named by run.json["storage"], and
+one Ray trial directory per trial: any subdirectory with a params.json, beside result.json (one
+JSON line per reported epoch) and error.txt when the trial errored.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from trainables.config import KEYS
+
+STATUSES = ("completed", "stopped_by_asha", "diverged", "errored", "unfinished")
+METRICS = ("val_accuracy", "val_loss", "train_loss", "lr", "seconds", "diverged")
+# what Ray adds to every result line; anything else a trainable reports is a metric of ours
+RAY_KEYS = frozenset({
+    "trial_id", "training_iteration", "time_total_s", "time_this_iter_s", "time_since_restore",
+    "iterations_since_restore", "timesteps_total", "timesteps_since_restore", "episodes_total",
+    "done", "timestamp", "date", "pid", "hostname", "node_ip", "config", "experiment_tag",
+    "checkpoint_dir_name", "should_checkpoint", "experiment_id", "warmup_time",
+})
+_TRIAL_ID = re.compile(r"_([0-9a-f]{5}_\d{5})(?:_|$)")  # in Ray's <trainable>_<id>_<n>_... names
+
+
+class ReportError(ValueError):
+    """RUN_DIR cannot be reported on; the message is one line saying why."""
+
+
+@dataclass
+class Experiment:
+    run_dir: Path
+    run: dict[str, Any]  # run.json, or {} when it is missing
+    trials: pd.DataFrame  # one row per trial: trial_id, trial_dir, status, error, then params
+    history: pd.DataFrame  # one row per trial per reported epoch: trial_id, epoch, METRICS, ...
+    params: dict[str, dict[str, Any]]  # each trial's params.json as written, by trial_id
+    hyperparameters: list[str]  # the params columns of `trials`, TrainConfig keys first
+    skipped: list[str]  # trial directories left out, each with why
+
+    @property
+    def compare(self) -> str | None:
+        """The categorical hyperparameter the run's question is about, when the trials have it."""
+        compare = self.run.get("compare")
+        return compare if compare in self.hyperparameters else None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ReportError(f"cannot read {path}: {err}") from None
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    """The result lines of one trial; a line cut short by an interrupted write is skipped."""
+    try:
+        lines = path.read_text().splitlines()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return []
+    rows = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return math.nan
+    return float(value)
+
+
+def _epochs(results: list[dict[str, Any]], trial_id: str) -> list[dict[str, Any]]:
+    """One row per epoch, the last report winning: a trial restored from a checkpoint repeats
+    epochs."""
+    by_epoch: dict[int, dict[str, Any]] = {}
+    for result in results:
+        epoch = result.get("epoch", result.get("training_iteration"))
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, float)) or epoch < 1:
+            continue
+        row: dict[str, Any] = {"trial_id": trial_id, "epoch": int(epoch)}
+        row.update({k: _number(result.get(k)) for k in METRICS if k != "diverged"})
+        row["diverged"] = bool(result.get("diverged", False))
+        row["time_total_s"] = _number(result.get("time_total_s"))
+        row.update({k: v for k, v in result.items() if k not in row and k not in RAY_KEYS
+                    and k != "epoch" and isinstance(v, (int, float)) and not isinstance(v, bool)})
+        by_epoch[int(epoch)] = row
+    return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+def epochs_planned(params: dict[str, Any], run: dict[str, Any]) -> float:
+    """The epochs a trial would run without early stopping: its own, or the run's cap if smaller."""
+    planned = [_number(params.get("epochs")), _number(run.get("max_epochs"))]
+    planned = [p for p in planned if math.isfinite(p)]
+    return min(planned) if planned else math.nan
+
+
+def trial_status(errored: bool, epochs: list[dict[str, Any]], planned: float,
+                 run_status: Any) -> str:
+    """Why a trial ended, from what is on disk (see STATUSES)."""
+    if errored:
+        return "errored"
+    if not epochs:
+        return "unfinished"  # nothing reported yet: ASHA cannot have stopped it
+    last = epochs[-1]
+    if last["diverged"] or not all(math.isfinite(last[k]) for k in ("val_loss", "train_loss")):
+        return "diverged"
+    if math.isfinite(planned) and last["epoch"] >= planned:
+        return "completed"
+    return "stopped_by_asha" if run_status == "finished" else "unfinished"
+
+
+def _trial_id(trial_dir: Path, results: list[dict[str, Any]]) -> str:
+    for result in results:
+        if isinstance(result.get("trial_id"), str):
+            return result["trial_id"]
+    match = _TRIAL_ID.search(trial_dir.name)
+    return match.group(1) if match else trial_dir.name
+
+
+def _cell(value: Any) -> Any:
+    """A params value as one table cell: lists and dicts as JSON text."""
+    return json.dumps(value) if isinstance(value, (list, dict)) else value
+
+
+def _param_columns(params: list[dict[str, Any]]) -> tuple[list[str], dict[str, str]]:
+    """Column order (TrainConfig keys first, the rest sorted) and a nullable dtype where one fits,
+    so that an integer hyperparameter absent from some trials is written 64, not 64.0."""
+    names = {k for p in params for k in p}
+    order = [k for k in KEYS if k in names] + sorted(names - set(KEYS))
+    dtypes = {}
+    for name in order:
+        values = [p[name] for p in params if p.get(name) is not None]
+        if values and all(isinstance(v, bool) for v in values):
+            dtypes[name] = "boolean"
+        elif values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            dtypes[name] = "Int64"
+    return order, dtypes
+
+
+def load_experiment(run_dir: Path) -> Experiment:
+    """Read run.json and every trial directory; ReportError when RUN_DIR is not an experiment."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ReportError(f"{run_dir} is not a directory; pass an experiment directory (RUN_DIR)")
+    run = _read_json(run_dir / "run.json") if (run_dir / "run.json").is_file() else {}
+    if not isinstance(run, dict):
+        raise ReportError(f"{run_dir / 'run.json'} is not a JSON object")
+    trial_dirs = sorted(p.parent for p in run_dir.glob("*/params.json"))
+    if not run and not trial_dirs:
+        raise ReportError(f"{run_dir} is not an experiment directory: it has no run.json and no "
+                          "trial directories (subdirectories with a params.json)")
+    trials, history, params_by_id, skipped = [], [], {}, []
+    for trial_dir in trial_dirs:
+        try:  # a trial starting as the run was interrupted may have left params.json half-written
+            params = _read_json(trial_dir / "params.json")
+        except ReportError as err:
+            skipped.append(f"trial directory {trial_dir.name} skipped: {err}")
+            continue
+        if not isinstance(params, dict):
+            skipped.append(f"trial directory {trial_dir.name} skipped: "
+                           "params.json is not an object")
+            continue
+        results = read_results(trial_dir / "result.json")
+        trial_id = _trial_id(trial_dir, results)
+        if trial_id in params_by_id:  # ids must be unique to join trials with their history
+            trial_id = trial_dir.name
+        epochs = _epochs(results, trial_id)
+        errored = (trial_dir / "error.txt").is_file()
+        planned = epochs_planned(params, run)
+        status = trial_status(errored, epochs, planned, run.get("status"))
+        error = ""
+        if errored:
+            lines = [ln for ln in (trial_dir / "error.txt").read_text(errors="replace").splitlines()
+                     if ln.strip()]
+            error = lines[-1].strip() if lines else "error.txt is empty"
+        trials.append({"trial_id": trial_id, "trial_dir": trial_dir.name, "status": status,
+                       "epochs_planned": planned, "error": error})
+        history.extend(epochs)
+        params_by_id[trial_id] = params
+    order, dtypes = _param_columns(list(params_by_id.values()))
+    table = pd.DataFrame(trials, columns=["trial_id", "trial_dir", "status", "epochs_planned",
+                                          "error"])
+    table["epochs_planned"] = table["epochs_planned"].astype("Float64").round().astype("Int64")
+    values = pd.DataFrame([{k: _cell(p.get(k)) for k in order} for p in params_by_id.values()],
+                          columns=order)
+    values = values.astype(dtypes)
+    table = pd.concat([table, values], axis=1)
+    columns = ["trial_id", "epoch", *METRICS, "time_total_s"]
+    frame = pd.DataFrame(history)
+    extra = sorted(set(frame.columns) - set(columns)) if len(frame) else []
+    frame = frame.reindex(columns=columns + extra)
+    return Experiment(run_dir, run, table, frame, params_by_id, order, skipped)
+
+
+def load_study(run_dir: Path, run: dict[str, Any]) -> tuple[Any, str]:
+    """The run's Optuna study copied into memory, or (None, a note saying why there is none).
+
+    The journal is read from a copy: RUN_DIR may be read-only or still written by a running tune.
+    """
+    path = run_dir / str(run.get("storage") or "optuna.journal")
+    if not path.is_file():
+        return None, f"no Optuna study ({path.name} is missing)"
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from optuna.trial import TrialState
+
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        with tempfile.TemporaryDirectory(prefix="report-") as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            copy = Path(tmp) / path.name
+            shutil.copyfile(path, copy)
+            source = optuna.load_study(study_name=run.get("study_name"),
+                                       storage=JournalStorage(JournalFileBackend(str(copy))))
+            study = optuna.create_study(study_name=source.study_name,
+                                        directions=source.directions)
+            done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+            study.add_trials(source.get_trials(deepcopy=False, states=done))
+    except Exception as err:  # a broken or foreign journal costs the study figures, not the report
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return None, f"cannot load the Optuna study from {path.name}: {first}"
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    return study, ""

@@ -1,0 +1,240 @@
+"""The report's figures, written as PNG files into RUN_DIR/figures/.
+
+Two are drawn from the trial directories (learning curves, accuracy against learning rate) and three
+by optuna.visualization.matplotlib from the persisted study; a figure that cannot be drawn is left
+out with a note saying why.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from results.experiment import Experiment, load_study
+from results.files import write_atomic
+
+FIGURES = {  # file stem: caption
+    "learning_curves": "Validation accuracy of every trial by epoch",
+    "accuracy_vs_lr": "Best validation accuracy against learning rate",
+    "optimization_history": "Optuna: optimisation history",
+    "param_importances": "Optuna: hyperparameter importance",
+    "parallel_coordinate": "Optuna: parallel coordinates",
+}
+ENDS = {  # how a curve ends, by status: marker, label
+    "stopped_by_asha": ("x", "stopped by ASHA"),
+    "diverged": ("v", "diverged"),
+    "unfinished": ("o", "unfinished"),
+}
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    return path
+
+
+def _groups(experiment: Experiment,
+            board: pd.DataFrame) -> tuple[str | None, dict[str, Any], pd.Series]:
+    """The compare column, a colour per value, and each trial's group (by trial_id)."""
+    import matplotlib
+
+    compare = experiment.compare
+    key = board[compare].astype(str) if compare else pd.Series("all trials", index=board.index)
+    values = list(pd.unique(board[compare].dropna())) if compare else []
+    try:
+        values.sort()  # batch sizes 16, 32, 128 in numeric order, not as text
+    except TypeError:
+        values.sort(key=str)
+    order = [str(v) for v in values] + sorted(set(key) - {str(v) for v in values})
+    colours = matplotlib.colormaps["tab10"]
+    palette = {g: colours(i % 10) for i, g in enumerate(order)}
+    return compare, palette, pd.Series(key.values, index=board["trial_id"].values)
+
+
+def asha_rungs(run: dict[str, Any]) -> list[int]:
+    """The epochs at which ASHA compares trials: grace_period * reduction_factor**k below
+    max_epochs."""
+    grace, factor, top = (run.get(k) for k in ("grace_period", "reduction_factor", "max_epochs"))
+    if not all(isinstance(v, (int, float)) and v > 0 for v in (grace, factor, top)) or factor <= 1:
+        return []
+    rungs, rung = [], grace
+    while rung < top:
+        rungs.append(rung)
+        rung *= factor
+    return rungs
+
+
+def learning_curves(experiment: Experiment, board: pd.DataFrame, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    compare, palette, group = _groups(experiment, board)
+    status = dict(zip(board["trial_id"], board["status"]))
+    winner = board["trial_id"].iloc[0] if board["best_val_accuracy"].notna().any() else None
+    fig, ax = plt.subplots(figsize=(9, 5))
+    ended = set()
+    for rung in asha_rungs(experiment.run):
+        ax.axvline(rung, color="0.8", linestyle="--", linewidth=1, zorder=0)
+    for trial_id, epochs in experiment.history.groupby("trial_id", sort=False):
+        colour = palette[group[trial_id]]
+        y = 100 * epochs["val_accuracy"]
+        best = trial_id == winner
+        ax.plot(epochs["epoch"], y, color=colour, alpha=1 if best else 0.55,
+                linewidth=2.5 if best else 1.2, marker="." if len(epochs) == 1 else None)
+        finite = epochs[y.notna()]
+        if status[trial_id] in ENDS and len(finite):
+            ended.add(status[trial_id])
+            marker = ENDS[status[trial_id]][0]
+            ax.plot(finite["epoch"].iloc[-1], 100 * finite["val_accuracy"].iloc[-1], marker,
+                    color=colour, markersize=7, markerfacecolor="none" if marker == "o" else colour)
+    handles = [Line2D([], [], color=c, linewidth=2, label=f"{compare}={g}" if compare else g)
+               for g, c in palette.items()]
+    handles += [Line2D([], [], color="0.3", marker=ENDS[s][0], linestyle="none",
+                       markerfacecolor="none" if s == "unfinished" else "0.3", label=ENDS[s][1])
+                for s in ENDS if s in ended]
+    if asha_rungs(experiment.run):
+        handles.append(Line2D([], [], color="0.8", linestyle="--", label="ASHA rungs"))
+    if winner is not None:
+        handles.append(Line2D([], [], color="0.3", linewidth=2.5, label=f"best: {winner}"))
+    ax.legend(handles=handles, loc="lower right", fontsize=8)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(xlabel="epoch", ylabel="validation accuracy (%)",
+           title=f"Learning curves of {len(board)} trials")
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+    plt.close(fig)
+    return path
+
+
+POINTS = {  # how a trial shows against learning rate, by status: marker, filled, label
+    "completed": ("o", True, "completed"),
+    "stopped_by_asha": ("o", False, "stopped by ASHA"),
+    "unfinished": ("s", False, "unfinished"),
+    "diverged": ("v", False, "diverged (best before)"),
+    "errored": ("D", False, "errored (best before)"),
+}
+
+
+def accuracy_vs_lr(experiment: Experiment, board: pd.DataFrame, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    compare, palette, group = _groups(experiment, board)
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    shown = set()
+    for g, colour in palette.items():
+        rows = board[group[board["trial_id"]].values == g]
+        for status, (marker, filled, _) in POINTS.items():
+            part = rows[(rows["status"] == status) & rows["best_val_accuracy"].notna()]
+            if len(part):
+                shown.add(status)
+                ax.scatter(part["lr"], 100 * part["best_val_accuracy"], marker=marker, s=45,
+                           facecolors=colour if filled else "none", edgecolors=colour)
+        failed = rows[rows["best_val_accuracy"].isna() & rows["lr"].notna()]
+        if len(failed):  # no accuracy to plot: mark their learning rates in a band at the bottom
+            shown.add("none")
+            ax.scatter(failed["lr"], [0.04] * len(failed), marker="x", s=45, color=colour,
+                       transform=ax.get_xaxis_transform())
+    if "none" in shown:
+        low, high = ax.get_ylim()
+        ax.set_ylim(low - 0.12 * (high - low), high)  # room for the band below every accuracy
+        ax.axhline(low - 0.03 * (high - low), color="0.6", linestyle=":", linewidth=1)
+    lr = pd.to_numeric(board["lr"], errors="coerce").dropna()
+    ax.set_xscale("log")
+    ax.set_xlim(lr.min() / 1.5, lr.max() * 1.5)  # autoscaling ignores the marks along the bottom
+    handles = [Line2D([], [], color=c, marker="o", linestyle="none",
+                      label=f"{compare}={g}" if compare else g) for g, c in palette.items()]
+    handles += [Line2D([], [], color="0.3", marker=m, linestyle="none",
+                       markerfacecolor="0.3" if f else "none", label=label)
+                for s, (m, f, label) in POINTS.items() if s in shown]
+    if "none" in shown:
+        handles.append(Line2D([], [], color="0.3", marker="x", linestyle="none",
+                              label="no accuracy (diverged or errored at once)"))
+    ax.legend(handles=handles, fontsize=8)
+    ax.set(xlabel="learning rate (log scale)", ylabel="best validation accuracy (%)",
+           title="Best validation accuracy against learning rate")
+    ax.grid(alpha=0.3, which="both")
+    _save(fig, path)
+    plt.close(fig)
+    return path
+
+
+def _importance_note(study: Any) -> str:
+    from optuna.trial import TrialState
+
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if len(complete) < 2:
+        return ("hyperparameter importance needs 2 completed Optuna trials, "
+                f"the study has {len(complete)}")
+    shared = set.intersection(*(set(t.params) for t in complete))
+    if not any(len({repr(t.params[p]) for t in complete}) > 1 for p in shared):
+        return "hyperparameter importance needs a parameter that varies between completed trials"
+    return ""
+
+
+def study_figures(study: Any, directory: Path) -> tuple[dict[str, Path], list[str]]:
+    """Optuna's own matplotlib plots of the study; a note for each one that cannot be drawn."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+    from optuna.trial import TrialState
+    from optuna.visualization import matplotlib as vis
+
+    written, notes = {}, []
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return {}, ["the Optuna study has no completed trial yet: its figures are skipped"]
+    plots = {"optimization_history": vis.plot_optimization_history,
+             "param_importances": vis.plot_param_importances,
+             "parallel_coordinate": vis.plot_parallel_coordinate}
+    for name, plot in plots.items():
+        note = _importance_note(study) if name == "param_importances" else ""
+        if not note:
+            before = set(plt.get_fignums())
+            try:
+                # optuna switches pyplot to its ggplot style for good: keep that to its own figures
+                with warnings.catch_warnings(), matplotlib.rc_context():
+                    warnings.simplefilter("ignore")  # ExperimentalWarning, few-trial warnings
+                    ax = plot(study)
+                    ax.figure.set_size_inches(9, 4.5)
+                    written[name] = _save(ax.figure, directory / f"{name}.png")
+            except Exception as err:  # optuna refuses some studies; the rest of the report stands
+                why = str(err).strip() or type(err).__name__
+                note = f"{name.replace('_', ' ')} not drawn: {why}"
+            finally:  # close the figures optuna opened, also on failure, and no one else's
+                for number in set(plt.get_fignums()) - before:
+                    plt.close(number)
+        if note:
+            notes.append(note.splitlines()[0])
+    return written, notes
+
+
+def write_figures(experiment: Experiment, board: pd.DataFrame,
+                  directory: Path) -> tuple[dict[str, Path], list[str]]:
+    """Draw every figure that can be drawn; return {stem: path} and notes on those left out."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    written = {"learning_curves": learning_curves(experiment, board,
+                                                  directory / "learning_curves.png")}
+    notes = []
+    lr = pd.to_numeric(board.get("lr"), errors="coerce") if "lr" in board else None
+    if lr is not None and (lr > 0).any() and all(math.isfinite(v) for v in lr.dropna()):
+        written["accuracy_vs_lr"] = accuracy_vs_lr(experiment, board,
+                                                   directory / "accuracy_vs_lr.png")
+    else:
+        notes.append("accuracy against learning rate skipped: the trials have no positive lr")
+    study, why = load_study(experiment.run_dir, experiment.run)
+    if study is None:
+        notes.append(f"{why}: the optimisation history, importance and parallel coordinates "
+                     "are skipped")
+    else:
+        drawn, more = study_figures(study, directory)
+        written.update(drawn)
+        notes += more
+    for stem in FIGURES.keys() - written.keys():  # a figure of an earlier report must not linger
+        (directory / f"{stem}.png").unlink(missing_ok=True)
+    return {stem: written[stem] for stem in FIGURES if stem in written}, notes

@@ -1,0 +1,118 @@
+"""Write the reports of an experiment directory from what is on disk (no Ray session needed).
+
+    python -m results.report runs/sgd_vs_adam
+    python -m results.report runs/sgd_vs_adam --top 10
+
+Works on a finished, an interrupted or a copied run. Writes into RUN_DIR: leaderboard.csv (one row
+per trial, best first; columns in results.leaderboard), history.csv (one row per trial per epoch,
+the hyperparameters as config/<key>),
+best_config.json (for python -m tuning.train --config), figures/*.png, summary.md and report.html.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from results.experiment import ReportError, load_experiment
+from results.figures import write_figures
+from results.files import write_atomic, write_json, write_text
+from results.leaderboard import best_config, format_top, leaderboard
+from results.summary import report_html, summary_markdown
+from trainables.config import BOOKKEEPING_KEYS, ConfigError, parse_config
+from tuning.cli import fail
+
+PROG = "python -m results.report"
+MAX_ERROR_NOTES = 5
+
+__all__ = ["ReportError", "format_top", "main", "top_rows", "write_reports"]
+
+
+def _write_csv(path: Path, frame: pd.DataFrame) -> Path:
+    return write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
+
+
+def build_reports(run_dir: Path) -> tuple[dict[str, Path], pd.DataFrame, list[str]]:
+    """Write every report; return the paths written, the leaderboard and notes on what was
+    left out."""
+    run_dir = Path(run_dir)
+    experiment = load_experiment(run_dir)
+    if not len(experiment.history):
+        raise ReportError(f"no trial in {run_dir} has finished an epoch yet "
+                          f"({len(experiment.trials)} trial directories); "
+                          "report again after the first epoch")
+    board = leaderboard(experiment)
+    notes = list(experiment.skipped)
+    paths = {"leaderboard": _write_csv(run_dir / "leaderboard.csv", board)}
+    # config/<key> as in Ray's own tables: the epoch's lr is a metric, the configured one is not
+    config = experiment.trials[["trial_id", *experiment.hyperparameters]].rename(
+        columns={k: f"config/{k}" for k in experiment.hyperparameters})
+    paths["history"] = _write_csv(run_dir / "history.csv",
+                                  experiment.history.merge(config, on="trial_id", how="left"))
+    config = best_config(experiment, board)
+    if config is None:
+        notes.append("best_config.json not written: no trial reached a finite validation accuracy")
+    else:
+        try:
+            parse_config(config, ignore=BOOKKEEPING_KEYS)
+            paths["best_config"] = write_json(run_dir / "best_config.json", config)
+        except ConfigError as err:
+            notes.append(f"best_config.json not written: trial {config['trial_id']}'s params "
+                         f"do not make a training config: {err}")
+    figures, figure_notes = write_figures(experiment, board, run_dir / "figures")
+    paths.update(figures)
+    notes += figure_notes
+    errored = board[board["status"] == "errored"]
+    lookup = experiment.trials.set_index("trial_id")["error"]
+    notes += [f"trial {t} errored: {lookup[t]}" for t in errored["trial_id"][:MAX_ERROR_NOTES]]
+    if len(errored) > MAX_ERROR_NOTES:
+        notes.append(f"{len(errored) - MAX_ERROR_NOTES} more trials errored; see their error.txt")
+    paths["summary"] = write_text(run_dir / "summary.md",
+                                  summary_markdown(experiment, board, paths, notes))
+    paths["report"] = write_text(run_dir / "report.html",
+                                 report_html(experiment, board, paths, notes))
+    return paths, board, notes
+
+
+def write_reports(run_dir: Path) -> dict[str, Path]:
+    """Write every report into run_dir and return {name: path}: leaderboard, history, best_config
+    (absent when no trial has a finite accuracy), one per figure, summary and report.
+
+    Raises ReportError (one line) when run_dir is not an experiment or no epoch has finished.
+    """
+    return build_reports(run_dir)[0]
+
+
+def top_rows(run_dir: Path, n: int = 5) -> str:
+    """The top n rows of run_dir/leaderboard.csv as an aligned table, for printing."""
+    return format_top(pd.read_csv(Path(run_dir) / "leaderboard.csv"), n)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR",
+                        help="the experiment directory: <storage path>/<name>/, with run.json and "
+                             "one directory per trial")
+    parser.add_argument("--top", type=int, default=5, help="trials to print (default: 5)")
+    args = parser.parse_args(argv)
+    if args.top < 1:
+        fail(PROG, f"--top must be 1 or more, got {args.top}")
+    try:
+        paths, board, notes = build_reports(args.run_dir)
+    except ReportError as err:
+        fail(PROG, str(err))
+    except OSError as err:
+        fail(PROG, f"cannot write the reports into {args.run_dir}: {err}")
+    print(f"Top {min(args.top, len(board))} of {len(board)} trials:")
+    print(format_top(board, args.top))
+    print("\nWrote:")
+    for path in paths.values():
+        print(f"  {path}")
+    for note in notes:
+        print(f"note: {note}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,364 @@
+"""Reports from a hand-made experiment directory: leaderboard, history, best config, figures."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState, create_trial
+
+from results import report
+from results.experiment import ReportError, load_experiment, read_results
+from results.figures import FIGURES, asha_rungs
+from results.leaderboard import LEADING, TRAILING
+from trainables.config import BOOKKEEPING_KEYS
+from trainables.config import parse_config
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = {"name": "sgd_vs_adam", "space": "sgd_vs_adam", "description": "hand-made",
+       "question": "SGD or Adam, and at what learning rate?", "compare": "optimizer",
+       "metric": "val_accuracy", "mode": "max", "dataset": "fashion_mnist", "model": "mlp",
+       "max_epochs": 4, "grace_period": 1, "reduction_factor": 2, "num_samples": 6, "seed": 0,
+       "study_name": "sgd_vs_adam", "storage": "optuna.journal", "status": "finished",
+       "started_at": "2026-01-01T00:00:00", "finished_at": "2026-01-01T00:10:00"}
+NAN = math.nan
+# trial_id: (params sampled, val_accuracy per epoch, how it ended, Optuna state)
+TRIALS = {
+    "abcde_00000": ({"optimizer": "adam", "lr": 0.001, "batch_size": 64}, [0.70, 0.80, 0.85, 0.84],
+                    "completed", TrialState.COMPLETE),
+    "abcde_00001": ({"optimizer": "sgd", "lr": 0.05, "batch_size": 32, "momentum": 0.9},
+                    [0.60, 0.70, 0.78, 0.82], "completed", TrialState.COMPLETE),
+    "abcde_00002": ({"optimizer": "sgd", "lr": 0.01, "batch_size": 64, "momentum": 0.5},
+                    [0.40, 0.55], "stopped_by_asha", TrialState.PRUNED),
+    "abcde_00003": ({"optimizer": "adam", "lr": 0.01, "batch_size": 32}, [0.50],
+                    "stopped_by_asha", TrialState.PRUNED),
+    "abcde_00004": ({"optimizer": "adam", "lr": 0.5, "batch_size": 64}, [NAN], "diverged",
+                    TrialState.PRUNED),
+    "abcde_00005": ({"optimizer": "sgd", "lr": 0.3, "batch_size": 64, "momentum": 0.9}, [],
+                    "errored", TrialState.FAIL),
+}
+ANSWER = ("Adam won: best 85.0% validation accuracy (median 67.5% over 2 trials) at lr 0.001, "
+          "against SGD's best 82.0% (median 68.5% over 2) at lr 0.05.")
+
+
+def write_study(run_dir: Path, trials: dict = TRIALS) -> None:
+    """The Optuna journal the Ray side persists: one study, a trial per Ray trial."""
+    storage = JournalStorage(JournalFileBackend(str(run_dir / RUN["storage"])))
+    study = optuna.create_study(study_name=RUN["study_name"], storage=storage, direction="maximize")
+    space = {"optimizer": CategoricalDistribution(["sgd", "adam"]),
+             "lr": FloatDistribution(1e-4, 1.0, log=True),
+             "batch_size": CategoricalDistribution([32, 64]),
+             "momentum": FloatDistribution(0.0, 0.99)}
+    for trial_id, (params, accuracies, reason, state) in trials.items():
+        finite = {e: a for e, a in enumerate(accuracies, 1) if not math.isnan(a)}
+        study.add_trial(create_trial(
+            params=params, distributions={k: space[k] for k in params}, state=state,
+            value=max(finite.values()) if state == TrialState.COMPLETE else None,
+            intermediate_values=finite, user_attrs={"ray_trial_id": trial_id, "reason": reason}))
+
+
+def write_trial(run_dir: Path, index: int, trial_id: str, params: dict, accuracies: list[float],
+                reason: str) -> Path:
+    """A Ray trial directory: params.json, result.json lines, error.txt when it errored."""
+    config = {**params, "epochs": RUN["max_epochs"], "dataset": "fashion_mnist", "model": "mlp",
+              "seed": 0}
+    name = f"train_{trial_id}_{index}_batch_size={params['batch_size']},lr={params['lr']}"
+    trial_dir = run_dir / name
+    trial_dir.mkdir(parents=True)
+    (trial_dir / "params.json").write_text(json.dumps(config))
+    lines = []
+    for epoch, accuracy in enumerate(accuracies, 1):
+        diverged = reason == "diverged" and epoch == len(accuracies)
+        lines.append(json.dumps({
+            "epoch": epoch, "val_accuracy": accuracy, "val_loss": NAN if diverged else 1 - accuracy,
+            "train_loss": NAN if diverged else 1.1 - accuracy, "lr": params["lr"], "seconds": 1.5,
+            "diverged": diverged, "trial_id": trial_id, "training_iteration": epoch,
+            "time_total_s": 1.6 * epoch, "done": epoch == len(accuracies), "config": config,
+            "pid": 123, "hostname": "elsewhere", "timestamp": 1767225600 + epoch}))
+    (trial_dir / "result.json").write_text("".join(line + "\n" for line in lines))
+    if reason == "errored":
+        (trial_dir / "error.txt").write_text("Traceback (most recent call last):\n  ...\n"
+                                             "RuntimeError: CUDA out of memory\n")
+    return trial_dir
+
+
+def make_run_dir(path: Path, study: bool = True, trials: dict = TRIALS, **run: object) -> Path:
+    """A hand-made RUN_DIR following the experiment directory contract."""
+    path.mkdir(parents=True)
+    (path / "run.json").write_text(json.dumps({**RUN, **run}))
+    for index, (trial_id, (params, accuracies, reason, _)) in enumerate(trials.items()):
+        write_trial(path, index, trial_id, params, accuracies, reason)
+    if study:
+        write_study(path, trials)
+    return path
+
+
+def write_idx(path: Path, data: bytes, dims: tuple[int, ...], magic: int) -> None:
+    path.write_bytes(struct.pack(">I", magic) + struct.pack(f">{len(dims)}I", *dims) + data)
+
+
+def make_idx_data(directory: Path, n_train: int = 200, n_test: int = 50) -> Path:
+    """Tiny random IDX files in the layout tuning.train's --data-dir reads."""
+    import random
+
+    rng = random.Random(0)
+    directory.mkdir(parents=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        images = bytes(rng.randrange(256) for _ in range(n * 28 * 28))
+        write_idx(directory / f"{prefix}-images-idx3-ubyte", images, (n, 28, 28), 0x803)
+        write_idx(directory / f"{prefix}-labels-idx1-ubyte",
+                  bytes(rng.randrange(10) for _ in range(n)), (n,), 0x801)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def reported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path]]:
+    run_dir = make_run_dir(tmp_path_factory.mktemp("runs") / "sgd_vs_adam")
+    return run_dir, report.write_reports(run_dir)
+
+
+def test_leaderboard_columns_are_stable(reported):
+    """leaderboard.csv holds the documented columns, one per hyperparameter in between."""
+    board = pd.read_csv(reported[1]["leaderboard"])
+    hyper = ["optimizer", "lr", "dataset", "model", "batch_size", "epochs", "momentum", "seed"]
+    assert list(board.columns) == [*LEADING, *hyper, *TRAILING]
+
+
+def test_leaderboard_ranks_best_first_and_nan_last(reported):
+    """Trials are ranked by best validation accuracy; those without one come last, not dropped."""
+    board = pd.read_csv(reported[1]["leaderboard"])
+    assert board["trial_id"].tolist() == [f"abcde_0000{i}" for i in range(6)]
+    assert board["rank"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert board["best_val_accuracy"].tolist()[:4] == [0.85, 0.82, 0.55, 0.50]
+    assert board["best_val_accuracy"].iloc[4:].isna().all()
+    winner = board.iloc[0]
+    assert (winner["best_epoch"], winner["epochs_run"], winner["epochs_planned"]) == (3, 4, 4)
+    assert winner["val_loss"] == pytest.approx(0.15) and winner["train_loss"] == pytest.approx(0.25)
+    assert winner["train_seconds"] == pytest.approx(6.0)
+    assert board["momentum"].isna().tolist() == [True, False, False, True, True, False]
+
+
+def test_status_reasons_come_from_disk(reported):
+    """errored, diverged, completed and stopped_by_asha are read from the trial directories."""
+    board = pd.read_csv(reported[1]["leaderboard"])
+    assert dict(zip(board["trial_id"], board["status"])) == {t: v[2] for t, v in TRIALS.items()}
+
+
+def test_interrupted_run_leaves_early_trials_unfinished(tmp_path):
+    """Without a finished run, a trial short of its epochs is unfinished, not stopped by ASHA."""
+    experiment = load_experiment(make_run_dir(tmp_path / "run", study=False, status="interrupted"))
+    status = dict(zip(experiment.trials["trial_id"], experiment.trials["status"]))
+    assert status["abcde_00002"] == status["abcde_00003"] == "unfinished"
+    assert status["abcde_00000"] == "completed"
+
+
+def test_history_has_one_row_per_trial_epoch(reported):
+    """history.csv holds every reported epoch with its metrics and the trial's hyperparameters."""
+    history = pd.read_csv(reported[1]["history"])
+    assert len(history) == 4 + 4 + 2 + 1 + 1
+    assert list(history.columns[:9]) == ["trial_id", "epoch", "val_accuracy", "val_loss",
+                                         "train_loss", "lr", "seconds", "diverged", "time_total_s"]
+    assert {"config/optimizer", "config/lr", "config/momentum"} <= set(history.columns)
+    assert "pid" not in history.columns and "config" not in history.columns
+    adam = history[history["trial_id"] == "abcde_00000"]
+    assert adam["val_accuracy"].tolist() == [0.70, 0.80, 0.85, 0.84]
+    assert history["diverged"].sum() == 1
+
+
+def test_result_lines_cut_short_or_repeated_are_tolerated(tmp_path):
+    """Half-written result lines and params.json are skipped; a repeated epoch keeps its last."""
+    path = tmp_path / "result.json"
+    path.write_text('{"epoch": 1, "val_accuracy": 0.5}\n{"epoch": 1, "val_accuracy": 0.6}\n{"epo')
+    assert [r["val_accuracy"] for r in read_results(path)] == [0.5, 0.6]
+    run_dir = make_run_dir(tmp_path / "run", study=False)
+    trial = next(run_dir.glob("train_abcde_00003_*"))
+    (trial / "result.json").write_text((trial / "result.json").read_text()
+                                       + '{"epoch": 1, "val_accuracy": 0.52, "val_loss": 0.4, '
+                                         '"train_loss": 0.5, "trial_id": "abcde_00003"}\n{"ep')
+    (run_dir / "train_abcde_00006_6").mkdir()
+    (run_dir / "train_abcde_00006_6" / "params.json").write_text('{"optimizer": "sg')
+    experiment = load_experiment(run_dir)
+    history = experiment.history
+    assert history[history["trial_id"] == "abcde_00003"]["val_accuracy"].tolist() == [0.52]
+    assert len(experiment.trials) == 6 and experiment.skipped[0].startswith(
+        "trial directory train_abcde_00006_6 skipped: cannot read")
+
+
+def test_best_config_round_trips_through_parse_config(reported):
+    """best_config.json is the winner's config, epochs at its peak, plus the bookkeeping keys."""
+    raw = json.loads(reported[1]["best_config"].read_text())
+    assert {k: raw[k] for k in BOOKKEEPING_KEYS} == {"best_epoch": 3, "val_accuracy": 0.85,
+                                                     "trial_id": "abcde_00000"}
+    config = parse_config(raw, ignore=BOOKKEEPING_KEYS)
+    assert (config.optimizer, config.lr, config.batch_size, config.epochs) == ("adam", 0.001, 64, 3)
+    assert "momentum" not in raw
+
+
+def test_reports_and_figures_are_written(reported):
+    """Every figure is a non-empty PNG and report.html embeds each of them beside the table."""
+    run_dir, paths = reported
+    assert set(FIGURES) <= set(paths)
+    for stem in FIGURES:
+        assert paths[stem] == run_dir / "figures" / f"{stem}.png"
+        assert paths[stem].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert paths[stem].stat().st_size > 5000
+    page = paths["report"].read_text()
+    assert page.count('<img src="data:image/png;base64,') == len(FIGURES)
+    assert page.index(ANSWER.replace("'", "&#x27;")) < page.index("<table")
+    assert not list(run_dir.rglob(".*.tmp"))  # no temporary file of an atomic write left behind
+
+
+def test_summary_answers_the_question_first(reported):
+    """summary.md's first line is the answer with numbers; then the top trials and the figures."""
+    summary = reported[1]["summary"].read_text()
+    assert summary.splitlines()[0] == ANSWER
+    assert "6 trials: 2 completed, 2 stopped by ASHA, 1 diverged, 1 errored" in summary
+    assert summary.index("| rank | trial_id |") < summary.index("![")
+    assert "trial abcde_00005 errored: RuntimeError: CUDA out of memory" in summary
+    assert f"`python -m tuning.train --config {reported[0] / 'best_config.json'}`" in summary
+
+
+def test_answer_without_compare_names_the_best_config(tmp_path):
+    """With no compare column the first line states the best configuration in words."""
+    paths = report.write_reports(make_run_dir(tmp_path / "run", study=False, compare=None))
+    first = paths["summary"].read_text().splitlines()[0]
+    assert first == ("Best configuration: Adam, lr 0.001, batch_size 64 reached 85.0% "
+                     "validation accuracy at epoch 3 (trial abcde_00000, the best of 6 trials).")
+
+
+def test_missing_study_skips_its_figures_with_a_note(tmp_path):
+    """Without the Optuna journal the study figures, also those of an earlier report, are gone."""
+    run_dir = make_run_dir(tmp_path / "run")
+    assert (report.write_reports(run_dir)["param_importances"]).is_file()
+    (run_dir / "optuna.journal").unlink()
+    paths = report.write_reports(run_dir)
+    assert sorted(p.name for p in (run_dir / "figures").iterdir()) == ["accuracy_vs_lr.png",
+                                                                       "learning_curves.png"]
+    assert "param_importances" not in paths and paths["report"].read_text().count("<img ") == 2
+    assert "no Optuna study (optuna.journal is missing)" in paths["summary"].read_text()
+
+
+def test_importance_needs_two_completed_trials(tmp_path):
+    """With one completed Optuna trial the importance is left out with a note; the rest is drawn."""
+    one = {t: v for t, v in TRIALS.items() if t != "abcde_00001"}
+    paths = report.write_reports(make_run_dir(tmp_path / "run", trials=one))
+    assert {"optimization_history", "parallel_coordinate"} <= set(paths)
+    assert "param_importances" not in paths
+    assert "hyperparameter importance needs 2 completed Optuna trials, the study has 1" \
+        in paths["summary"].read_text()
+
+
+def test_no_finite_accuracy_reports_without_a_best_config(tmp_path):
+    """When every trial diverged or errored the report says so and writes no best_config.json."""
+    lost = {t: v for t, v in TRIALS.items() if v[2] in ("diverged", "errored")}
+    paths = report.write_reports(make_run_dir(tmp_path / "run", study=False, trials=lost))
+    assert "best_config" not in paths and not (tmp_path / "run" / "best_config.json").exists()
+    assert paths["summary"].read_text().splitlines()[0] == (
+        "No trial reached a finite validation accuracy: 2 trials: 1 diverged, 1 errored; "
+        "lower the learning rates or read the trials' error.txt.")
+    assert pd.read_csv(paths["leaderboard"])["rank"].tolist() == [1, 2]
+    assert "python -m tuning.train" not in paths["summary"].read_text()
+
+
+def run_module(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_best_config_trains_with_tuning_train(tmp_path):
+    """python -m tuning.train --config RUN_DIR/best_config.json trains into RUN_DIR/final/."""
+    run_dir = make_run_dir(tmp_path / "run", study=False)
+    report.write_reports(run_dir)
+    data = make_idx_data(tmp_path / "idx")
+    done = run_module("tuning.train", "--config", str(run_dir / "best_config.json"),
+                      "--data-dir", str(data), "--device", "cpu")
+    assert done.returncode == 0, done.stderr
+    final = json.loads((run_dir / "final" / "final_metrics.json").read_text())
+    assert len(final["epochs"]) == 3 and final["config"]["optimizer"] == "adam"
+    assert (run_dir / "final" / "model.pt").stat().st_size > 0
+    summary = report.write_reports(run_dir)["summary"].read_text().split("\n\n")
+    assert summary[1] == ("Final training of the best configuration on the whole training set "
+                          f"(final/): {100 * final['test_accuracy']:.1f}% test accuracy "
+                          "after 3 epochs.")
+
+
+def test_cli_prints_top_rows_and_paths(tmp_path):
+    """python -m results.report RUN_DIR prints the top five trials and the paths it wrote."""
+    run_dir = make_run_dir(tmp_path / "run")
+    done = run_module("results.report", str(run_dir))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "Top 5 of 6 trials:"
+    assert lines[2].split() == ["1", "abcde_00000", "completed", "adam", "0.001", "64", "-", "4",
+                                "85.00%", "3", "0.1500", "6.0"]
+    assert lines[6].split()[:3] == ["5", "abcde_00004", "diverged"]
+    assert "abcde_00005" not in done.stdout.split("Wrote:")[0]
+    for name in ("leaderboard.csv", "history.csv", "best_config.json", "summary.md", "report.html",
+                 "figures/learning_curves.png", "figures/parallel_coordinate.png"):
+        assert f"  {run_dir / name}" in lines
+    assert report.top_rows(run_dir, 2).splitlines()[2].split()[:2] == ["2", "abcde_00001"]
+
+
+def test_cli_refuses_a_directory_that_is_no_experiment(tmp_path, capsys):
+    """A directory without run.json or trial directories is a one-line error with exit code 2."""
+    (tmp_path / "notes").mkdir()
+    with pytest.raises(SystemExit) as exit_:
+        report.main([str(tmp_path)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1
+    assert err.startswith(f"python -m results.report: error: {tmp_path} is not an experiment "
+                          "directory")
+
+
+def test_cli_refuses_a_run_without_a_finished_epoch(tmp_path, capsys):
+    """A run whose trials have not reported an epoch yet is a one-line error with exit code 2."""
+    run_dir = make_run_dir(tmp_path / "run", study=False, status="running")
+    for result in run_dir.glob("*/result.json"):
+        result.write_text("")
+    with pytest.raises(SystemExit) as exit_:
+        report.main([str(run_dir)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1
+    assert "no trial in" in err and "has finished an epoch yet (6 trial directories)" in err
+    with pytest.raises(ReportError):
+        report.write_reports(run_dir)
+
+
+def test_asha_rungs_follow_grace_period_and_reduction_factor():
+    """The marked rungs are grace_period * reduction_factor**k below max_epochs."""
+    assert asha_rungs({"grace_period": 1, "reduction_factor": 3, "max_epochs": 10}) == [1, 3, 9]
+    assert asha_rungs({"grace_period": 2, "reduction_factor": 2}) == []
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Chromium at /usr/bin/chromium")
+def test_screenshot_script_proves_every_figure_rendered(reported, tmp_path):
+    """benchmarks/screenshot_report.py finds every figure decoded, and fails on a broken one."""
+    run_dir, paths = reported
+    script = str(ROOT / "benchmarks" / "screenshot_report.py")
+    done = subprocess.run([sys.executable, script, str(run_dir), "--out",
+                           str(tmp_path / "shot.png")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"{len(FIGURES)} of {len(FIGURES)} figures rendered")
+    assert (tmp_path / "shot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    broken = tmp_path / "broken"
+    shutil.copytree(run_dir, broken)
+    page = (broken / "report.html").read_text()
+    (broken / "report.html").write_text(page.replace("base64,iVBOR", "base64,AAAA", 1))
+    done = subprocess.run([sys.executable, script, str(broken), "--out", str(tmp_path / "b.png")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "not rendered: Validation accuracy of every trial" in done.stderr
