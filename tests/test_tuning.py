@@ -82,9 +82,7 @@ def test_search_with_asha_records_pruned_and_complete_trials(tmp_path, data_dir)
 
 def test_study_search_maps_trial_endings_to_states(tmp_path):
     """Errored trials FAIL, diverged ones are PRUNED, completed ones COMPLETE with their best value."""
-    search = StudySearch("sgd_vs_adam", 3, {"dataset": "fashion_mnist"}, tmp_path, "val_accuracy",
-                         "max", seed=0, study_name="s")
-    search.set_search_properties(None, None, {})
+    search = new_search(tmp_path)
     for tid in ("done", "bad", "nan", "cut"):
         config = search.suggest(tid)
         assert config["optimizer"] in ("sgd", "adam") and config["dataset"] == "fashion_mnist"
@@ -102,6 +100,46 @@ def test_study_search_maps_trial_endings_to_states(tmp_path):
     assert trials["bad"].state == TrialState.FAIL and trials["bad"].user_attrs["reason"] == "errored"
     assert trials["nan"].state == TrialState.PRUNED and trials["nan"].user_attrs["reason"] == "diverged"
     assert trials["cut"].state == TrialState.PRUNED and trials["cut"].intermediate_values == {1: 0.4}
+
+
+def new_search(run_dir):
+    search = StudySearch("sgd_vs_adam", 3, {"dataset": "fashion_mnist"}, run_dir, "val_accuracy",
+                         "max", seed=0, study_name="s")
+    search.set_search_properties(None, None, {})
+    return search
+
+
+def test_restore_fails_trials_lost_in_a_crash(tmp_path):
+    """Trials the study handed out after the searcher's last snapshot end FAIL on restore,
+    instead of staying RUNNING for ever; trials Ray knows stay as they are."""
+    search = new_search(tmp_path)
+    search.suggest("kept")
+    search.save(str(tmp_path / "searcher.pkl"))
+    search.suggest("lost")  # after the snapshot: Ray's restored state will not know it
+    restored = StudySearch.__new__(StudySearch)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    study = optuna.load_study(study_name="s", storage=study_storage(tmp_path))
+    assert [t.state for t in study.trials] == [TrialState.RUNNING, TrialState.FAIL]
+    assert study.trials[1].user_attrs["reason"] == "lost_in_crash"
+
+
+def test_errored_trial_run_again_becomes_a_new_study_trial(tmp_path):
+    """An errored trial that --resume runs again is recorded as a new trial with the same
+    parameters, its earlier epochs and retry_of, leaving the FAIL as it happened."""
+    search = new_search(tmp_path)
+    config = search.suggest("t")
+    row = {"epochs_planned": 3, "diverged": False}
+    search.on_trial_result("t", {**row, "epoch": 1, "val_accuracy": 0.6})
+    search.on_trial_complete("t", None, error=True)
+    for epoch, acc in [(2, 0.7), (3, 0.75)]:  # resumed from its epoch-1 checkpoint
+        search.on_trial_result("t", {**row, "epoch": epoch, "val_accuracy": acc})
+    search.on_trial_complete("t", {**row, "epoch": 3, "val_accuracy": 0.75})
+    failed, retry = optuna.load_study(study_name="s", storage=study_storage(tmp_path)).trials
+    assert failed.state == TrialState.FAIL and failed.intermediate_values == {1: 0.6}
+    assert retry.state == TrialState.COMPLETE and retry.value == 0.75
+    assert retry.intermediate_values == {1: 0.6, 2: 0.7, 3: 0.75}
+    assert retry.params == failed.params and retry.user_attrs["retry_of"] == failed.number
+    assert {k: config[k] for k in retry.params} == retry.params
 
 
 @pytest.fixture

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torchvision import datasets
 
-DATASET_CLASSES = {"fashion_mnist": datasets.FashionMNIST, "mnist": datasets.MNIST}
+# torchvision's dataset classes, by their names there (imported only to download: a trial
+# process never needs torchvision, which costs it ~190 MB)
+DATASET_CLASSES = {"fashion_mnist": "FashionMNIST", "mnist": "MNIST"}
 SYSTEM_DIRS = {"fashion_mnist": (Path("/usr/share/datasets/fashion-mnist"),), "mnist": ()}
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -72,7 +73,8 @@ def read_idx(path: Path) -> torch.Tensor:
             f"{path} holds {len(raw)} bytes but its header {tuple(shape)} needs {expected}; "
             "the file is truncated or corrupt, delete it"
         )
-    return torch.frombuffer(bytearray(raw), dtype=torch.uint8, offset=header).view(*shape)
+    # slice after frombuffer: its offset must leave at least one byte, which a file of 0 items does not
+    return torch.frombuffer(bytearray(raw), dtype=torch.uint8)[header:].view(*shape)
 
 
 def _find(name: str, directory: Path) -> Path | None:
@@ -100,21 +102,23 @@ def _load_split(images_path: Path, labels_path: Path) -> Split:
 
 def _download(dataset: str, data_dir: Path) -> None:
     """Download with torchvision into a temporary directory, then move the files in whole."""
+    from torchvision import datasets
+
     data_dir.mkdir(parents=True, exist_ok=True)
-    cls = DATASET_CLASSES[dataset]
+    name = DATASET_CLASSES[dataset]
     with tempfile.TemporaryDirectory(dir=data_dir, prefix=".download-") as tmp:
-        cls(tmp, train=True, download=True)  # downloads both splits' files
-        raw = Path(tmp) / cls.__name__ / "raw"
-        target = data_dir / cls.__name__ / "raw"
+        getattr(datasets, name)(tmp, train=True, download=True)  # downloads both splits' files
+        raw = Path(tmp) / name / "raw"
+        target = data_dir / name / "raw"
         target.mkdir(parents=True, exist_ok=True)
-        for name in FILES["train"] + FILES["test"]:
-            os.replace(raw / name, target / name)
+        for file in FILES["train"] + FILES["test"]:
+            os.replace(raw / file, target / file)
 
 
 def candidate_dirs(dataset: str, data_dir: Path, system_dirs: tuple[Path, ...]) -> list[Path]:
     """The directories searched, in order: torchvision's layout under the data directory, the
     data directory itself (so --data-dir can point straight at a folder of IDX files), then the system copy."""
-    return [data_dir / DATASET_CLASSES[dataset].__name__ / "raw", data_dir, *system_dirs]
+    return [data_dir / DATASET_CLASSES[dataset] / "raw", data_dir, *system_dirs]
 
 
 def load_dataset(

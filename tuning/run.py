@@ -170,7 +170,9 @@ def resolve_run_dir(args: argparse.Namespace) -> Path:
     run_dir = storage / args.name if args.name else newest_run(storage, args.space)
     from ray.tune import Tuner
 
-    if not (run_dir / RUN_FILE).is_file() or not Tuner.can_restore(str(run_dir)):
+    # tuner.pkl is written when the Tuner is built, the experiment state only once trials started
+    restorable = Tuner.can_restore(str(run_dir)) and any(run_dir.glob("experiment_state-*.json"))
+    if not (run_dir / RUN_FILE).is_file() or not restorable:
         raise UsageError(f"{run_dir} is not a tuning run that can be resumed")
     recorded = json.loads((run_dir / RUN_FILE).read_text())
     if recorded["space"] != args.space:
@@ -213,7 +215,8 @@ def start_ray(args: argparse.Namespace) -> None:
             raise UsageError(f"cannot join the Ray cluster at {address}: "
                              f"{str(err).strip().splitlines()[0]}") from None
     else:
-        ray.init(include_dashboard=False)
+        # "local": always a fresh instance, never a cluster some other process left running
+        ray.init(address="local", include_dashboard=False)
     gpus_available = ray.cluster_resources().get("GPU", 0)
     if args.gpus_per_trial is None:
         args.gpus_per_trial = 1.0 if gpus_available else 0.0
@@ -250,7 +253,9 @@ def build_tuner(args: argparse.Namespace, run_dir: Path, settings: dict, data: d
                                     reuse_actors=True, trial_dirname_creator=trial_dirname),
         run_config=tune.RunConfig(
             name=run_dir.name, storage_path=str(run_dir.parent),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            # a trial resumes from its last checkpoint; keeping 2 halves the experiment snapshots
+            # Ray forces whenever a checkpoint it may delete is still referenced
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=1),  # e.g. a lost node: retry once
             verbose=1,
         ),
@@ -325,6 +330,8 @@ def main(argv: list[str] | None = None) -> None:
     if not (args.address or os.environ.get("RAY_ADDRESS")):
         # a Ray of our own listens on the loopback address only; read when ray is first imported
         os.environ.setdefault(LOOPBACK_ONLY, "0")
+    # the snapshots after each epoch's checkpoint cost ~50 ms; Ray's warning about them is noise here
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if args.list_spaces:
         list_spaces()
         return

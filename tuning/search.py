@@ -53,8 +53,36 @@ class StudySearch(OptunaSearch):
             storage=study_storage(run_dir),
         )
 
+    def restore(self, checkpoint_path: str) -> None:
+        super().restore(checkpoint_path)
+        # trials asked for after the last snapshot of this searcher, before a crash, are unknown
+        # to Ray and would stay RUNNING in the study for ever
+        known = {t._trial_id for t in self._ot_trials.values()}
+        storage = self._ot_study._storage
+        for orphan in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if orphan._trial_id not in known:
+                storage.set_trial_user_attr(orphan._trial_id, "reason", "lost_in_crash")
+                storage.set_trial_state_values(orphan._trial_id, TrialState.FAIL)
+
+    def _retry(self, trial_id: str) -> bool:
+        """An errored trial that --resume runs again under its Ray id becomes a new Optuna trial
+        with the same parameters and the values it reported before it failed."""
+        failed = self._ot_study._storage.get_trial(self._ot_trials[trial_id]._trial_id)
+        if failed.state != TrialState.FAIL:
+            return False
+        self._ot_study.enqueue_trial(failed.params, user_attrs={"retry_of": failed.number})
+        retry = self._ot_study.ask()
+        self._space(retry)  # suggests the enqueued parameters again, recording their distributions
+        for step, value in failed.intermediate_values.items():
+            retry.report(value, step)
+        self._ot_trials[trial_id] = retry
+        self._completed_trials.discard(trial_id)
+        return True
+
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+        if trial_id not in self._ot_trials:
+            return
+        if trial_id in self._completed_trials and not self._retry(trial_id):
             return
         value = result.get(self.metric)
         if value is not None and math.isfinite(value):
@@ -62,7 +90,9 @@ class StudySearch(OptunaSearch):
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
                           error: bool = False) -> None:
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+        if trial_id not in self._ot_trials:
+            return
+        if trial_id in self._completed_trials and not (result and self._retry(trial_id)):
             return
         ot_trial = self._ot_trials[trial_id]
         reported = self._ot_study._storage.get_trial(ot_trial._trial_id).intermediate_values

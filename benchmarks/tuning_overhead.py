@@ -1,0 +1,82 @@
+"""Tuning overhead: a real search's wall time against the ideal, trials per minute, memory per trial.
+
+    python benchmarks/tuning_overhead.py                       # the default sgd_vs_adam run
+    python benchmarks/tuning_overhead.py -- --smoke-test       # arguments after -- go to tuning.run
+    python benchmarks/tuning_overhead.py --run-dir runs/NAME   # the figures of a run already made
+
+The ideal is the sum of the trials' own training and evaluation time divided by the number of
+trials that can run at once; everything above it is Ray start-up, actor start-up, reporting,
+checkpointing, the search itself, and cores left idle while the last trials finish.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def trial_rows(run_dir: Path) -> dict[str, list[dict]]:
+    rows = {}
+    for path in sorted(run_dir.glob("*/result.json")):
+        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        if lines:
+            rows[lines[0]["trial_id"]] = lines
+    return rows
+
+
+def summarize(run_dir: Path, command_seconds: float | None) -> None:
+    run = json.loads((run_dir / "run.json").read_text())
+    rows = trial_rows(run_dir)
+    cpus = os.cpu_count() or 1
+    concurrency = max(1, int(cpus // run["cpus_per_trial"]))
+    if run.get("max_concurrent"):
+        concurrency = min(concurrency, run["max_concurrent"])
+    own = {t: sum(r["seconds"] for r in trial) for t, trial in rows.items()}
+    epochs = sum(len(trial) for trial in rows.values())
+    ideal = sum(own.values()) / concurrency
+    fit = run["wall_seconds"]
+    peaks = sorted(max(r.get("peak_rss_mb", float("nan")) for r in trial) for trial in rows.values())
+    best = max(r["val_accuracy"] for trial in rows.values() for r in trial)
+
+    print(f"run          {run_dir}")
+    print(f"search       space {run['space']}, {len(rows)} trials, {epochs} epochs, "
+          f"{run['cpus_per_trial']:g} CPU per trial, {concurrency} at once on {cpus} CPUs")
+    if command_seconds is not None:
+        print(f"command      {command_seconds:7.1f} s wall, start to finish (Ray start, data, reports)")
+    print(f"Tuner.fit    {fit:7.1f} s wall")
+    print(f"ideal        {ideal:7.1f} s = {sum(own.values()):.1f} s of trials' own training / {concurrency}")
+    print(f"overhead     {fit / ideal:7.2f}x ideal for Tuner.fit"
+          + (f", {command_seconds / ideal:.2f}x for the whole command" if command_seconds else ""))
+    print(f"throughput   {len(rows) / fit * 60:7.1f} trials per minute, {epochs / fit * 60:.1f} epochs per minute")
+    print(f"memory       peak resident per trial process: max {peaks[-1]:.0f} MiB, "
+          f"median {statistics.median(peaks):.0f} MiB, min {peaks[0]:.0f} MiB")
+    print(f"best         {100 * best:.2f}% validation accuracy")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run-dir", type=Path, help="summarize this run instead of starting one")
+    parser.add_argument("--space", default="sgd_vs_adam", help="space to search (default: sgd_vs_adam)")
+    parser.add_argument("rest", nargs="*", help="after --: more arguments for tuning.run")
+    args = parser.parse_args()
+    if args.run_dir:
+        summarize(args.run_dir.resolve(), None)
+        return
+    storage = Path(tempfile.mkdtemp(prefix="tuning-overhead-"))
+    command = [sys.executable, "-m", "tuning.run", "--space", args.space, "--storage-path",
+               str(storage), "--name", "bench", *args.rest]
+    print("$", " ".join(command), flush=True)
+    start = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    summarize(storage / "bench", time.perf_counter() - start)
+
+
+if __name__ == "__main__":
+    main()

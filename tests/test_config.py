@@ -1,0 +1,111 @@
+"""Validating a config dict into a TrainConfig."""
+
+import pytest
+
+from trainables.config import KEYS, ConfigError, TrainConfig, parse_config
+
+
+def error_of(raw, **kwargs):
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, **kwargs)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_defaults_are_the_tutorials():
+    """Given only optimizer and lr: FashionMNIST, MLP, batch 64, 10 epochs, no momentum/schedule."""
+    config = parse_config({"optimizer": "sgd", "lr": 1e-3})
+    assert config == TrainConfig(optimizer="sgd", lr=1e-3)
+    assert (config.dataset, config.model) == ("fashion_mnist", "mlp")
+    assert (config.batch_size, config.epochs) == (64, 10)
+    assert (config.momentum, config.nesterov, config.weight_decay) == (0.0, False, 0.0)
+    assert (config.schedule, config.loss) == ("none", "cross_entropy")
+
+
+def test_every_key_is_read():
+    """A config naming every key comes back with every value, typed as the dataclass says."""
+    raw = {"optimizer": "sgd", "lr": 0.05, "dataset": "mnist", "model": "cnn",
+           "batch_size": 128.0, "epochs": 3, "momentum": 0.9, "nesterov": True,
+           "weight_decay": 1e-4, "schedule": "multistep", "gamma": 0.5, "step_size": 2,
+           "milestones": [1, 2], "loss": "nll", "shuffle": False, "seed": 7}
+    assert set(raw) == set(KEYS)
+    config = parse_config(raw)
+    assert config.to_dict() == {**raw, "batch_size": 128}
+    assert isinstance(config.batch_size, int) and isinstance(config.epochs, int)
+    assert isinstance(parse_config({"optimizer": "adam", "lr": 1}).lr, float)
+
+
+def test_unknown_key_names_it_and_the_allowed_keys():
+    """An unknown key is a ConfigError naming the key and listing every allowed key."""
+    message = error_of({"optimizer": "sgd", "lr": 0.1, "learning_rate": 0.1})
+    assert "'learning_rate'" in message
+    assert "allowed keys: " + ", ".join(KEYS) in message
+
+
+def test_ignored_keys_are_dropped():
+    """Keys passed as ignore (bookkeeping) are accepted and dropped."""
+    config = parse_config({"optimizer": "sgd", "lr": 0.1, "best_epoch": 4}, ignore=("best_epoch",))
+    assert config == TrainConfig(optimizer="sgd", lr=0.1)
+
+
+@pytest.mark.parametrize("missing", ["optimizer", "lr"])
+def test_missing_required_key(missing):
+    """optimizer and lr are required, and the message names the missing one."""
+    raw = {"optimizer": "sgd", "lr": 0.1}
+    del raw[missing]
+    assert f"missing key {missing!r}" in error_of(raw)
+
+
+@pytest.mark.parametrize("key", ["lr", "batch_size", "epochs", "gamma", "step_size"])
+@pytest.mark.parametrize("value", [0, -1])
+def test_non_positive_is_rejected(key, value):
+    """lr, batch_size, epochs, gamma and step_size must be above 0; the message names the key."""
+    message = error_of({"optimizer": "sgd", "lr": 0.1, key: value})
+    assert message == f"{key} must be greater than 0, got {value}"
+
+
+@pytest.mark.parametrize("key, allowed", [
+    ("optimizer", "sgd, adam, adamw, rmsprop, adagrad"),
+    ("schedule", "none, step, multistep, exponential, cosine"),
+    ("model", "mlp, cnn"),
+    ("dataset", "fashion_mnist, mnist"),
+    ("loss", "cross_entropy, nll"),
+])
+def test_unknown_choice_names_key_and_allowed_values(key, allowed):
+    """An unknown optimizer, schedule, model, dataset or loss names the key and allowed values."""
+    message = error_of({"optimizer": "sgd", "lr": 0.1, key: "bogus"})
+    assert message == f"{key} 'bogus' is not one of: {allowed}"
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("epochs", 1.5, "epochs must be a whole number, got 1.5"),
+    ("batch_size", True, "batch_size must be a whole number, got True"),
+    ("lr", "0.1", "lr must be a finite number, got '0.1'"),
+    ("lr", float("nan"), "lr must be a finite number, got nan"),
+    ("momentum", -0.1, "momentum must be 0 or more, got -0.1"),
+    ("weight_decay", -1, "weight_decay must be 0 or more, got -1"),
+    ("shuffle", 1, "shuffle must be true or false, got 1"),
+    ("optimizer", 3, "optimizer must be a string, got 3"),
+    ("milestones", [], "milestones must be a non-empty list of epochs, got []"),
+    ("milestones", [2, 1], "milestones must be increasing epochs above 0, got [2, 1]"),
+    ("milestones", [0, 3], "milestones must be increasing epochs above 0, got [0, 3]"),
+])
+def test_wrong_types_and_ranges(key, value, expected):
+    """Values of the wrong type or range are refused with a message naming the key and the value."""
+    assert error_of({"optimizer": "sgd", "lr": 0.1, key: value}) == expected
+
+
+def test_momentum_and_nesterov_only_where_they_apply():
+    """momentum is for sgd and rmsprop only; nesterov needs sgd with momentum."""
+    assert parse_config({"optimizer": "rmsprop", "lr": 0.1, "momentum": 0.9}).momentum == 0.9
+    assert "not 'adam'" in error_of({"optimizer": "adam", "lr": 0.1, "momentum": 0.9})
+    assert "nesterov needs" in error_of({"optimizer": "sgd", "lr": 0.1, "nesterov": True})
+    assert "nesterov needs" in error_of({"optimizer": "rmsprop", "lr": 0.1, "momentum": 0.9,
+                                         "nesterov": True})
+
+
+@pytest.mark.parametrize("raw", [[1, 2], "sgd", None])
+def test_not_an_object(raw):
+    """A config that is not a dict is a ConfigError saying what it got."""
+    assert "must be a JSON object" in error_of(raw)

@@ -1,0 +1,223 @@
+"""The epoch loop against the tutorial's DataLoader loop; the Trainer learning and resuming."""
+
+import copy
+import io
+
+import pytest
+import torch
+from PIL import Image
+from torch.nn import functional as F
+from torch.utils.data import DataLoader
+from torchvision.transforms import ToTensor
+
+from trainables.config import parse_config
+from trainables.data import DataError, load_dataset
+from trainables.loop import Trainer, evaluate, inputs, is_diverged, to_device, train_epoch
+from trainables.models import MLP
+
+
+def tutorial_samples(split):
+    """The split as the tutorial's dataset yields it: ToTensor of a PIL image, and an int label."""
+    return [(ToTensor()(Image.fromarray(img.numpy())), int(label))
+            for img, label in zip(split.images, split.labels)]
+
+
+def test_batches_are_scaled_as_to_tensor(splits):
+    """to_device keeps uint8 (N, 1, 28, 28); inputs() makes float32 in [0, 1] equal to ToTensor."""
+    split = splits[1]
+    split.images[0, 0, :2] = torch.tensor([0, 255], dtype=torch.uint8)  # both ends of the range
+    stored = split.images.clone()
+    images, y = to_device(split, "cpu")
+    assert images.dtype == torch.uint8 and images.shape == (50, 1, 28, 28)
+    x = inputs(images)
+    assert x.dtype == torch.float32 and x.shape == (50, 1, 28, 28)
+    assert x.min().item() == 0.0 and x.max().item() == 1.0
+    expected = torch.stack([img for img, _ in tutorial_samples(split)])
+    assert torch.equal(x, expected)
+    assert torch.equal(y, split.labels)
+    assert torch.equal(split.images, stored)  # the stored uint8 images are left as they were
+
+
+def tutorial_train_loop(dataloader, model, loss_fn, optimizer):
+    """The tutorial's train_loop, keeping the batch losses it would print."""
+    model.train()
+    losses = []
+    for X, y in dataloader:
+        pred = model(X)
+        loss = loss_fn(pred, y)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    return losses
+
+
+def test_train_epoch_matches_tutorial_loop(generate):
+    """Unshuffled, train_epoch gives the tutorial loop's weights exactly and its mean batch loss."""
+    split = generate(150)  # 150 = 4 full batches of 32 and a last one of 22
+    torch.manual_seed(0)
+    model = MLP()
+    reference = copy.deepcopy(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    ref_optimizer = torch.optim.SGD(reference.parameters(), lr=0.1, momentum=0.9)
+    loader = DataLoader(tutorial_samples(split), batch_size=32, shuffle=False)
+    data = to_device(split, "cpu")
+    for _ in range(2):
+        metrics = train_epoch(model, optimizer, F.cross_entropy, data, batch_size=32)
+        losses = tutorial_train_loop(loader, reference, F.cross_entropy, ref_optimizer)
+        assert len(losses) == 5
+        # train_epoch sums the batch losses in float32 on the device; the reference in Python floats
+        assert metrics["train_loss"] == pytest.approx(sum(losses) / len(losses), rel=1e-6)
+        for name, param in model.state_dict().items():
+            assert torch.equal(param, reference.state_dict()[name]), name
+    assert losses[-1] < losses[0]  # it learned: the comparison was not of untouched weights
+
+
+def test_evaluate_is_per_sample_mean_and_accuracy(generate):
+    """evaluate's loss is the mean over samples, not batches; its accuracy is correct / size."""
+    split = generate(50)
+    torch.manual_seed(0)
+    model = MLP()
+    x, y = to_device(split, "cpu")
+    with torch.no_grad():
+        logits = model(inputs(x))
+    expected_loss = F.cross_entropy(logits, y, reduction="sum").item() / 50
+    correct = (logits.argmax(1) == y).sum().item()
+    batch_means = [F.cross_entropy(logits[i:i + 7], y[i:i + 7]).item() for i in range(0, 50, 7)]
+    # the last batch holds 1 sample: the tutorial's mean of batch means lands elsewhere
+    assert abs(sum(batch_means) / len(batch_means) - expected_loss) > 1e-4
+    metrics = evaluate(model, F.cross_entropy, (x, y), batch_size=7)
+    assert metrics["loss"] == pytest.approx(expected_loss, rel=1e-6)
+    assert metrics["accuracy"] == correct / 50
+    assert evaluate(model, F.cross_entropy, (x, y))["accuracy"] == correct / 50  # one batch
+
+
+def train_copy(model, data, generator):
+    model = copy.deepcopy(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    train_epoch(model, optimizer, F.cross_entropy, data, batch_size=16, generator=generator)
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_shuffle_is_reproducible_for_a_seed(generate):
+    """Shuffled by equally seeded generators, two runs give equal weights; other seeds differ."""
+    data = to_device(generate(64), "cpu")
+    torch.manual_seed(0)
+    model = MLP()
+    first = train_copy(model, data, torch.Generator().manual_seed(3))
+    second = train_copy(model, data, torch.Generator().manual_seed(3))
+    other = train_copy(model, data, torch.Generator().manual_seed(4))
+    unshuffled = train_copy(model, data, None)
+    assert torch.equal(first, second)
+    assert not torch.allclose(first, other)
+    assert not torch.allclose(first, unshuffled)
+
+
+def tiny_config(**settings):
+    return parse_config({"optimizer": "adam", "lr": 1e-3, "batch_size": 20, "epochs": 4,
+                         **settings})
+
+
+def test_loss_falls_on_a_learnable_problem(splits):
+    """A few Trainer epochs on generated patches: the losses fall and the test set is learned."""
+    train, test = to_device(splits[0], "cpu"), to_device(splits[1], "cpu")
+    trainer = Trainer(tiny_config())
+    history = [trainer.fit_epoch(train, test) for _ in range(4)]
+    assert [m["epoch"] for m in history] == [1, 2, 3, 4]
+    assert history[-1]["train_loss"] < 0.5 * history[0]["train_loss"]
+    assert history[-1]["loss"] < 0.5 * history[0]["loss"]
+    assert history[-1]["accuracy"] >= 0.9
+    assert all(m["seconds"] > 0 and not is_diverged(m) for m in history)
+
+
+def test_trainer_reports_the_epochs_lr():
+    """fit_epoch reports the lr it trained with, then steps the schedule."""
+    data = (torch.rand(4, 1, 28, 28), torch.arange(4))
+    trainer = Trainer(tiny_config(schedule="step", step_size=1, gamma=0.5))
+    lrs = [trainer.fit_epoch(data, data)["lr"] for _ in range(3)]
+    assert lrs == pytest.approx([1e-3, 5e-4, 2.5e-4])
+    assert trainer.lr == pytest.approx(1.25e-4)
+
+
+def test_same_config_same_start():
+    """Two Trainers of one config start from identical weights; another seed starts elsewhere."""
+    a, b = Trainer(tiny_config()), Trainer(tiny_config())
+    c = Trainer(tiny_config(seed=1))
+    for name, param in a.model.state_dict().items():
+        assert torch.equal(param, b.model.state_dict()[name])
+    assert not torch.equal(a.model.linear_relu_stack[0].weight, c.model.linear_relu_stack[0].weight)
+
+
+def test_resume_from_state_dict_is_identical(splits):
+    """Two epochs straight equal one epoch, save, load into a fresh Trainer, and one more epoch."""
+    train, test = to_device(splits[0], "cpu"), to_device(splits[1], "cpu")
+    # shuffling, momentum, and a schedule whose next lr depends on its epoch count: all restored
+    config = tiny_config(optimizer="sgd", lr=0.05, momentum=0.9, schedule="cosine")
+    straight = Trainer(config)
+    expected = [straight.fit_epoch(train, test) for _ in range(2)]
+
+    first = Trainer(config)
+    first.fit_epoch(train, test)
+    buffer = io.BytesIO()
+    torch.save(first.state_dict(), buffer)  # as a checkpoint would be written
+    buffer.seek(0)
+    resumed = Trainer(config)
+    resumed.load_state_dict(torch.load(buffer, weights_only=True))
+    metrics = resumed.fit_epoch(train, test)
+
+    assert resumed.epoch == 2
+    for key in ("epoch", "lr", "train_loss", "loss", "accuracy"):
+        assert metrics[key] == expected[1][key], key
+    for name, param in straight.model.state_dict().items():
+        assert torch.equal(param, resumed.model.state_dict()[name]), name
+    assert resumed.lr == straight.lr
+
+
+def test_resume_needs_the_shuffle_state(splits):
+    """Without the generator's state the resumed epoch differs: the resume test above can fail."""
+    train, test = to_device(splits[0], "cpu"), to_device(splits[1], "cpu")
+    config = tiny_config()
+    straight = Trainer(config)
+    for _ in range(2):
+        straight.fit_epoch(train, test)
+    first = Trainer(config)
+    first.fit_epoch(train, test)
+    state = first.state_dict()
+    resumed = Trainer(config)
+    fresh = torch.Generator().manual_seed(config.seed).get_state()
+    resumed.load_state_dict({**state, "generator": fresh})
+    resumed.fit_epoch(train, test)
+    first_layer = [t.model.linear_relu_stack[0].weight for t in (straight, resumed)]
+    assert not torch.equal(*first_layer)
+
+
+@pytest.mark.slow
+def test_tutorial_learning_curve_on_real_data():
+    """On real FashionMNIST the tutorial's run (SGD, lr 1e-3) follows its published curve."""
+    try:
+        train, test = load_dataset("fashion_mnist", download=False)
+    except DataError as err:
+        pytest.skip(f"FashionMNIST is not installed (apt-get install dataset-fashion-mnist): {err}")
+    train, test = to_device(train, "cpu"), to_device(test, "cpu")
+    config = parse_config({"optimizer": "sgd", "lr": 0.001, "batch_size": 64, "epochs": 10,
+                           "shuffle": False})
+    trainer = Trainer(config)
+    history = [trainer.fit_epoch(train, test) for _ in range(config.epochs)]
+    accuracy = [m["accuracy"] for m in history]
+    loss = [m["loss"] for m in history]
+    # The published bands, widened by about a point: the tutorial prints 45-50% / 2.15-2.18 after
+    # epoch 1, 55-59% / 1.88-1.94 after epoch 2 and mid-60s to about 70% by epoch 10. With seed 0 we
+    # measured 49.48% / 2.1624, 59.23% / 1.8993 and 71.18% / 0.7791; the tutorial's own runs vary
+    # with their random start, and its loss is a mean of batch means where ours is per sample.
+    assert 0.44 <= accuracy[0] <= 0.51 and 2.14 <= loss[0] <= 2.19
+    assert 0.54 <= accuracy[1] <= 0.61 and 1.87 <= loss[1] <= 1.95
+    assert 0.63 <= accuracy[9] <= 0.73
+    assert accuracy == sorted(accuracy) and loss == sorted(loss, reverse=True)  # rising all the way
+
+
+@pytest.mark.parametrize("train_loss, loss, diverged", [
+    (0.5, 0.4, False), (float("nan"), 0.4, True), (0.5, float("inf"), True),
+])
+def test_is_diverged(train_loss, loss, diverged):
+    """A run has diverged when its training or held-out loss is not finite."""
+    assert is_diverged({"train_loss": train_loss, "loss": loss}) is diverged

@@ -1,0 +1,108 @@
+"""The models, optimizers, learning-rate schedules and losses built from a config."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from trainables import config as config_module
+from trainables.config import parse_config
+from trainables.models import CNN, MLP, MODELS, build_model
+from trainables.optim import build_loss, build_optimizer, build_scheduler
+
+
+def test_registry_matches_config():
+    """Every model a config may name is in MODELS, as the class it names."""
+    assert MODELS == {"mlp": MLP, "cnn": CNN}
+    assert tuple(MODELS) == config_module.MODELS
+    assert type(build_model("cnn")) is CNN
+
+
+@pytest.mark.parametrize("name, params", [("mlp", 669_706), ("cnn", 431_080)])
+@pytest.mark.parametrize("batch", [1, 5])
+def test_model_output_shape(name, params, batch):
+    """Both models map (B, 1, 28, 28) images to (B, 10) logits, with the reference models' sizes."""
+    torch.manual_seed(0)
+    model = build_model(name)
+    assert sum(p.numel() for p in model.parameters()) == params
+    out = model(torch.rand(batch, 1, 28, 28))
+    assert out.shape == (batch, 10)
+    assert out.dtype == torch.float32
+
+
+OPTIMIZER_CLASSES = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
+                     "rmsprop": torch.optim.RMSprop, "adagrad": torch.optim.Adagrad}
+
+
+@pytest.mark.parametrize("name", config_module.OPTIMIZERS)
+def test_optimizer_step_changes_parameters(name):
+    """Each optimizer is the class it names, with the config's lr; a step moves every parameter."""
+    assert set(OPTIMIZER_CLASSES) == set(config_module.OPTIMIZERS)
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer = build_optimizer(model.parameters(), parse_config({"optimizer": name, "lr": 0.01,
+                                                                   "weight_decay": 0.001}))
+    assert type(optimizer) is OPTIMIZER_CLASSES[name]
+    assert optimizer.param_groups[0]["lr"] == 0.01
+    assert optimizer.param_groups[0]["weight_decay"] == 0.001
+    F.cross_entropy(model(torch.randn(8, 4)), torch.arange(8) % 3).backward()
+    optimizer.step()
+    for old, new in zip(before, model.parameters()):
+        assert not torch.equal(old, new)
+
+
+def test_sgd_momentum_and_nesterov_are_passed():
+    """SGD gets the config's momentum and nesterov, RMSprop its momentum."""
+    sgd = build_optimizer([nn.Parameter(torch.zeros(1))], parse_config(
+        {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True}))
+    assert (sgd.param_groups[0]["momentum"], sgd.param_groups[0]["nesterov"]) == (0.9, True)
+    rms = build_optimizer([nn.Parameter(torch.zeros(1))],
+                          parse_config({"optimizer": "rmsprop", "lr": 0.1, "momentum": 0.5}))
+    assert rms.param_groups[0]["momentum"] == 0.5
+
+
+def cosine(epoch, epochs=4):
+    return 0.5 * (1 + math.cos(math.pi * epoch / epochs))
+
+
+@pytest.mark.parametrize("schedule, settings, expected", [
+    ("none", {}, [1, 1, 1, 1, 1]),
+    ("step", {"step_size": 2, "gamma": 0.5}, [1, 1, 0.5, 0.5, 0.25]),
+    ("multistep", {"milestones": [1, 3], "gamma": 0.1}, [1, 0.1, 0.1, 0.01, 0.01]),
+    ("exponential", {"gamma": 0.5}, [1, 0.5, 0.25, 0.125, 0.0625]),
+    ("cosine", {}, [cosine(e) for e in range(5)]),  # annealed to 0 over the config's 4 epochs
+])
+def test_schedule_lr_per_epoch(schedule, settings, expected):
+    """Each schedule, stepped once per epoch, sets the learning rate of each epoch as expected."""
+    config = parse_config({"optimizer": "sgd", "lr": 1.0, "epochs": 4, "schedule": schedule,
+                           **settings})
+    param = nn.Parameter(torch.zeros(1))
+    optimizer = build_optimizer([param], config)
+    scheduler = build_scheduler(optimizer, config)
+    assert (scheduler is None) == (schedule == "none")
+    lrs = []
+    for _ in range(5):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+    assert lrs == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_losses_agree(reduction):
+    """cross_entropy and log_softmax + nll agree on the same logits, and equal -log p(target)."""
+    torch.manual_seed(0)
+    logits = torch.randn(16, 10) * 3
+    target = torch.randint(0, 10, (16,))
+    ce = build_loss("cross_entropy")(logits, target, reduction=reduction)
+    nll = build_loss("nll")(logits, target, reduction=reduction)
+    direct = -torch.log(torch.softmax(logits.double(), 1))[torch.arange(16), target]
+    direct = direct.mean() if reduction == "mean" else direct.sum()
+    assert ce.item() == pytest.approx(nll.item(), rel=1e-6)
+    assert ce.item() == pytest.approx(direct.item(), rel=1e-5)
+    assert build_loss("nll")(logits, target).item() == pytest.approx(
+        build_loss("cross_entropy")(logits, target).item(), rel=1e-6)  # mean by default
