@@ -80,6 +80,13 @@ def test_search_with_asha_records_pruned_and_complete_trials(tmp_path, data_dir)
     assert "stopped_by_asha" in (run_dir / "leaderboard.csv").read_text()
 
 
+def new_search(run_dir):
+    search = StudySearch("sgd_vs_adam", 3, {"dataset": "fashion_mnist"}, run_dir, "val_accuracy",
+                         "max", seed=0, study_name="s")
+    search.set_search_properties(None, None, {})
+    return search
+
+
 def test_study_search_maps_trial_endings_to_states(tmp_path):
     """Errored trials FAIL, diverged ones are PRUNED, completed ones COMPLETE with their best value."""
     search = new_search(tmp_path)
@@ -100,13 +107,6 @@ def test_study_search_maps_trial_endings_to_states(tmp_path):
     assert trials["bad"].state == TrialState.FAIL and trials["bad"].user_attrs["reason"] == "errored"
     assert trials["nan"].state == TrialState.PRUNED and trials["nan"].user_attrs["reason"] == "diverged"
     assert trials["cut"].state == TrialState.PRUNED and trials["cut"].intermediate_values == {1: 0.4}
-
-
-def new_search(run_dir):
-    search = StudySearch("sgd_vs_adam", 3, {"dataset": "fashion_mnist"}, run_dir, "val_accuracy",
-                         "max", seed=0, study_name="s")
-    search.set_search_properties(None, None, {})
-    return search
 
 
 def test_restore_fails_trials_lost_in_a_crash(tmp_path):
@@ -279,6 +279,20 @@ def test_bad_input_is_one_line_and_exit_code_2(args, message, tmp_path, monkeypa
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr[-2000:]
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["empty"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; this machine has none")
+def test_fractional_gpus_per_trial(tmp_path, data_dir):
+    """--gpus-per-trial 0.5 runs two trials at once on one GPU, each training on CUDA."""
+    result = run_cli("--space", "sgd_vs_adam", "--num-samples", 4, "--max-epochs", 2,
+                     "--grace-period", 2, "--gpus-per-trial", 0.5, "--data-dir", data_dir,
+                     "--val-size", 500, "--storage-path", tmp_path, "--name", "gpu")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [row for trial in trial_results(tmp_path / "gpu").values() for row in trial]
+    assert len({row["trial_id"] for row in rows}) == 4
+    assert {row["device"] for row in rows} == {"cuda"}
+    assert json.loads((tmp_path / "gpu" / "run.json").read_text())["gpus_per_trial"] == 0.5
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import resource
 import tempfile
@@ -47,6 +48,8 @@ def train_trial(config: dict[str, Any], data: dict[str, Split]) -> None:
     diverged=True and ends.
     """
     train_config = parse_config(config)
+    # Ray logs a line for every checkpoint of every epoch; the progress table says enough
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
     torch.set_num_threads(max(1, math.floor(cpus)))
     device = trial_device()
@@ -72,6 +75,7 @@ def train_trial(config: dict[str, Any], data: dict[str, Split]) -> None:
             "epochs_planned": train_config.epochs,
             "diverged": diverged,
             "node_id": node_id,
+            "device": device,
             **memory_mb(),
         }
         if diverged:  # NaN weights are not worth a checkpoint
