@@ -1,11 +1,15 @@
 """Shared fixtures: small learnable images, and IDX files of them, gzipped or plain."""
 
 import gzip
+import os
 import struct
 from pathlib import Path
 
 import pytest
 import torch
+
+# Ray servers the tests start listen on 127.0.0.1 only; read when ray is first imported
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 from trainables.data import FILES, Split
 

@@ -10,12 +10,13 @@ from collections import Counter
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import pytest
 import torch
 from optuna.trial import TrialState
 
 from search_spaces import SPACES
-from trainables.config import parse_config
+from trainables.config import BOOKKEEPING_KEYS, parse_config
 from trainables.data import split_validation
 from trainables.loop import Trainer, to_device
 from tuning.search import StudySearch, study_storage
@@ -77,7 +78,22 @@ def test_search_with_asha_records_pruned_and_complete_trials(tmp_path, data_dir)
             assert trial.state == TrialState.COMPLETE and epochs == [1, 2, 3, 4]
             assert trial.value == max(r["val_accuracy"] for r in rows)
     assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
-    assert "stopped_by_asha" in (run_dir / "leaderboard.csv").read_text()
+
+    # the reports of the real run agree with the study and with what Ray recorded
+    board = pd.read_csv(run_dir / "leaderboard.csv")
+    assert list(board["rank"]) == list(range(1, 9))
+    assert list(board["best_val_accuracy"]) == sorted(board["best_val_accuracy"], reverse=True)
+    expected = {t.user_attrs["ray_trial_id"]: "completed" if t.state == TrialState.COMPLETE
+                else "stopped_by_asha" for t in study.trials}
+    assert dict(zip(board["trial_id"], board["status"])) == expected
+    assert {"lr", "batch_size", "epochs_run", "best_epoch", "val_loss"} <= set(board.columns)
+    best = json.loads((run_dir / "best_config.json").read_text())
+    assert best["trial_id"] == board["trial_id"][0]
+    parse_config(best, ignore=BOOKKEEPING_KEYS)
+    for name in ("learning_curves", "accuracy_vs_lr", "optimization_history", "summary.md",
+                 "report.html"):
+        written = list(run_dir.glob(f"**/{name}*"))
+        assert written and all(p.stat().st_size > 1000 for p in written), name
 
 
 def new_search(run_dir):
@@ -146,7 +162,7 @@ def test_errored_trial_run_again_becomes_a_new_study_trial(tmp_path):
 def local_ray():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False)
     yield ray
     ray.shutdown()
 
