@@ -226,9 +226,10 @@ def test_checkpoint_restores_the_trial_state(local_ray, tmp_path):
         {**straight.fit_epoch(train_xy, val_xy), "seconds": pytest.approx(0, abs=60)})
 
 
-def test_resume_after_kill_does_not_repeat_finished_trials(tmp_path, data_dir):
-    """Killing the run mid-way and resuming finishes it: finished trials are not run again and
-    unfinished ones continue from their checkpoints, never from epoch 1."""
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["killed", "ctrl-c"])
+def test_resume_after_kill_does_not_repeat_finished_trials(stop, tmp_path, data_dir):
+    """Killing the run mid-way (or Ctrl-C) and resuming finishes it: finished trials are not run
+    again and unfinished ones continue from their checkpoints, never from epoch 1."""
     args = ["--space", "tutorial", "--num-samples", 6, "--max-epochs", 6, "--grace-period", 6,
             "--data-dir", data_dir, "--val-size", 500, "--storage-path", tmp_path, "--name", "kill"]
     process = subprocess.Popen([sys.executable, "-m", "tuning.run", *map(str, args)],
@@ -243,9 +244,19 @@ def test_resume_after_kill_does_not_repeat_finished_trials(tmp_path, data_dir):
             if len(finished) >= 2 and any(r[-1]["epoch"] < 6 for r in rows.values()):
                 break
             time.sleep(0.2)
+        if stop == signal.SIGINT:  # as a terminal's Ctrl-C: Tune stops and saves cleanly
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=120)
     finally:
-        os.killpg(process.pid, signal.SIGKILL)
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # the driver and every Ray process it started
+        except ProcessLookupError:  # all gone already, after a clean Ctrl-C
+            pass
         process.wait()
+    if stop == signal.SIGINT:
+        assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
+        statuses = set(pd.read_csv(run_dir / "leaderboard.csv")["status"])
+        assert "unfinished" in statuses and "stopped_by_asha" not in statuses
     before = trial_results(run_dir)
     done_before = {t: len(r) for t, r in before.items() if r[-1]["epoch"] == 6}
     assert len(done_before) >= 2, "the run ended before it could be killed mid-way"

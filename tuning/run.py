@@ -189,7 +189,8 @@ def run_record(args: argparse.Namespace, space: Space, run_dir: Path, settings: 
         "max_epochs": args.max_epochs, "grace_period": args.grace_period,
         "reduction_factor": args.reduction_factor, "num_samples": args.num_samples,
         "seed": args.seed, "cpus_per_trial": args.cpus_per_trial,
-        "gpus_per_trial": args.gpus_per_trial, "time_budget": args.time_budget,
+        "gpus_per_trial": args.gpus_per_trial, "max_concurrent": args.max_concurrent,
+        "time_budget": args.time_budget,
         "val_size": args.val_size, "study_name": run_dir.name, "storage": "optuna.journal",
         "status": "running", "started_at": _now(), "finished_at": None,
     }
@@ -294,12 +295,22 @@ def run(args: argparse.Namespace) -> Path:
 
     started = time.perf_counter()
     results = build_tuner(args, run_dir, settings, data).fit()
-    finished = results.num_terminated + results.num_errors == len(results)
-    record.update(status="finished" if finished else "interrupted", finished_at=_now(),
-                  wall_seconds=round(record.get("wall_seconds", 0) + time.perf_counter() - started, 1))
+    elapsed = time.perf_counter() - started
+    from tuning.search import ended_trials
+
+    ended, running = ended_trials(run_dir, record["study_name"])
+    errored = results.num_errors
+    if not running and len(ended) >= record["num_samples"]:
+        status, advice = "finished", ""
+    elif record["time_budget"] and elapsed >= record["time_budget"]:
+        status, advice = "stopped_at_time_budget", "; the time budget ran out: --resume continues"
+    else:
+        status, advice = "interrupted", "; interrupted: continue with --resume"
+    record.update(status=status, finished_at=_now(),
+                  wall_seconds=round(record.get("wall_seconds", 0) + elapsed, 1))
     write_json(run_dir / RUN_FILE, record)
-    print(f"\n{len(results)} trials: {results.num_terminated} ended, {results.num_errors} errored"
-          f"{'' if finished else '; interrupted: continue with --resume'}.")
+    print(f"\n{len(ended)} of {record['num_samples']} trials ended ({errored} errored), "
+          f"{running} cut short{advice}.")
     return run_dir
 
 

@@ -32,6 +32,16 @@ def study_storage(run_dir: Path) -> optuna.storages.JournalStorage:
         optuna.storages.journal.JournalFileBackend(str(run_dir / STUDY_FILE)))
 
 
+def ended_trials(run_dir: Path, study_name: str) -> tuple[set[str], int]:
+    """The Ray trials the study saw end, and how many of its trials are still running. After a
+    Ctrl-C, Tune lists the trials it interrupted as terminated; the study knows better."""
+    study = optuna.load_study(study_name=study_name, storage=study_storage(run_dir))
+    trials = study.get_trials(deepcopy=False)
+    ended = {t.user_attrs["ray_trial_id"] for t in trials
+             if t.state != TrialState.RUNNING and "ray_trial_id" in t.user_attrs}
+    return ended, sum(t.state == TrialState.RUNNING for t in trials)
+
+
 class StudySearch(OptunaSearch):
     """OptunaSearch whose study matches what happened: trials that ASHA stopped early or that
     diverged end PRUNED with their per-epoch values, errored trials FAIL, and trials that ran
