@@ -24,7 +24,7 @@ from torchvision import datasets
 from torchvision.transforms import ToTensor
 
 from trainables.config import parse_config
-from trainables.data import FILES, load_dataset
+from trainables.data import SYSTEM_DIRS, candidate_dirs, default_data_dir, find_files, load_dataset
 from trainables.loop import Trainer, to_device
 
 
@@ -48,15 +48,15 @@ def tutorial_epoch(model: nn.Module, train: DataLoader, test: DataLoader, lr: fl
 
 def torchvision_root(tmp: Path) -> Path:
     """Lay the IDX files out the way torchvision's FashionMNIST class reads them."""
-    from trainables.data import _find, candidate_dirs, default_data_dir, SYSTEM_DIRS
-
+    dirs = candidate_dirs("fashion_mnist", default_data_dir(), SYSTEM_DIRS["fashion_mnist"])
+    found = find_files(dirs)
+    if found is None:
+        raise SystemExit("FashionMNIST not found: apt-get install dataset-fashion-mnist")
     raw = tmp / "FashionMNIST" / "raw"
     raw.mkdir(parents=True)
-    dirs = candidate_dirs("fashion_mnist", default_data_dir(), SYSTEM_DIRS["fashion_mnist"])
-    for name in FILES["train"] + FILES["test"]:
-        src = next(p for d in dirs if (p := _find(name, d)))
+    for src in (path for split in found for path in split):
         opener = gzip.open if src.suffix == ".gz" else open
-        with opener(src, "rb") as fin, open(raw / name, "wb") as fout:
+        with opener(src, "rb") as fin, open(raw / src.name.removesuffix(".gz"), "wb") as fout:
             shutil.copyfileobj(fin, fout)
     return tmp
 

@@ -43,6 +43,8 @@ def summarize(run_dir: Path, command_seconds: float | None) -> None:
     ideal = sum(own.values()) / concurrency
     fit = run["wall_seconds"]
     peaks = sorted(max(r.get("peak_rss_mb", float("nan")) for r in trial) for trial in rows.values())
+    pss = sorted(max(r.get("pss_mb", float("nan")) for r in trial) for trial in rows.values())
+    anon = sorted(max(r.get("anon_mb", float("nan")) for r in trial) for trial in rows.values())
     best = max(r["val_accuracy"] for trial in rows.values() for r in trial)
 
     print(f"run          {run_dir}")
@@ -57,6 +59,8 @@ def summarize(run_dir: Path, command_seconds: float | None) -> None:
     print(f"throughput   {len(rows) / fit * 60:7.1f} trials per minute, {epochs / fit * 60:.1f} epochs per minute")
     print(f"memory       peak resident per trial process: max {peaks[-1]:.0f} MiB, "
           f"median {statistics.median(peaks):.0f} MiB, min {peaks[0]:.0f} MiB")
+    print(f"             of which its own (anonymous) memory: max {anon[-1]:.0f} MiB; its share with "
+          f"shared pages divided (PSS): max {pss[-1]:.0f} MiB, median {statistics.median(pss):.0f} MiB")
     print(f"best         {100 * best:.2f}% validation accuracy")
 
 

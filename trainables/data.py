@@ -121,6 +121,16 @@ def candidate_dirs(dataset: str, data_dir: Path, system_dirs: tuple[Path, ...]) 
     return [data_dir / DATASET_CLASSES[dataset] / "raw", data_dir, *system_dirs]
 
 
+def find_files(directories: list[Path]) -> tuple[tuple[Path, Path], tuple[Path, Path]] | None:
+    """The first directory's ((train images, train labels), (test images, test labels)) files,
+    plain or gzipped, among those holding all four; None when none does."""
+    for directory in directories:
+        train, test = _split_files(directory, "train"), _split_files(directory, "test")
+        if train and test:
+            return train, test
+    return None
+
+
 def load_dataset(
     dataset: str = "fashion_mnist",
     data_dir: Path | str | None = None,
@@ -133,20 +143,12 @@ def load_dataset(
     data_dir = Path(data_dir).expanduser().resolve() if data_dir else default_data_dir()
     system_dirs = SYSTEM_DIRS[dataset] if system_dirs is None else system_dirs
     searched = candidate_dirs(dataset, data_dir, system_dirs)
-
-    def found() -> tuple[tuple[Path, Path], tuple[Path, Path]] | None:
-        for directory in searched:
-            train, test = _split_files(directory, "train"), _split_files(directory, "test")
-            if train and test:
-                return train, test
-        return None
-
-    paths = found()
+    paths = find_files(searched)
     download_error = "download not attempted"
     if paths is None and download:
         try:
             _download(dataset, data_dir)
-            paths = found()
+            paths = find_files(searched)
         except (OSError, RuntimeError) as err:  # torchvision wraps network errors in RuntimeError
             download_error = f"download failed: {str(err).strip().splitlines()[-1]}"
     if paths is None:

@@ -23,17 +23,21 @@ STATE_FILE = "state.pt"
 
 
 def memory_mb() -> dict[str, float]:
-    """Peak resident memory of the process running the trial, and how much of it is the
-    process's own (anonymous) memory rather than pages of shared libraries, which the page
-    cache shares between all processes (torch's CUDA build maps ~600 MB of them)."""
+    """Peak resident memory of the process running the trial, and what it is made of: its own
+    (anonymous) memory, pages of shared libraries (torch's CUDA build maps ~600 MB of them, held
+    once by the page cache for every process), and its proportional share (PSS), which divides
+    shared pages between the processes that map them."""
     peak = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     try:
         status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+        rollup = dict(line.split(":", 1) for line in
+                      Path("/proc/self/smaps_rollup").read_text().splitlines()[1:])
     except OSError:  # not Linux
         return peak
     return {**peak, "rss_mb": int(status["VmRSS"].split()[0]) / 1024,
             "anon_mb": int(status["RssAnon"].split()[0]) / 1024,
-            "shared_lib_mb": int(status["RssFile"].split()[0]) / 1024}
+            "shared_lib_mb": int(status["RssFile"].split()[0]) / 1024,
+            "pss_mb": int(rollup["Pss"].split()[0]) / 1024}
 
 
 def release_memory() -> None:
