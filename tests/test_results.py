@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -18,12 +17,12 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState, create_trial
 
+from conftest import make_split, write_idx_files
 from results import report
 from results.experiment import ReportError, load_experiment, read_results
 from results.figures import FIGURES, asha_rungs
 from results.leaderboard import LEADING, TRAILING
-from trainables.config import BOOKKEEPING_KEYS
-from trainables.config import parse_config
+from trainables.config import BOOKKEEPING_KEYS, parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = {"name": "sgd_vs_adam", "space": "sgd_vs_adam", "description": "hand-made",
@@ -102,24 +101,6 @@ def make_run_dir(path: Path, study: bool = True, trials: dict = TRIALS, **run: o
     if study:
         write_study(path, trials)
     return path
-
-
-def write_idx(path: Path, data: bytes, dims: tuple[int, ...], magic: int) -> None:
-    path.write_bytes(struct.pack(">I", magic) + struct.pack(f">{len(dims)}I", *dims) + data)
-
-
-def make_idx_data(directory: Path, n_train: int = 200, n_test: int = 50) -> Path:
-    """Tiny random IDX files in the layout tuning.train's --data-dir reads."""
-    import random
-
-    rng = random.Random(0)
-    directory.mkdir(parents=True)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        images = bytes(rng.randrange(256) for _ in range(n * 28 * 28))
-        write_idx(directory / f"{prefix}-images-idx3-ubyte", images, (n, 28, 28), 0x803)
-        write_idx(directory / f"{prefix}-labels-idx1-ubyte",
-                  bytes(rng.randrange(10) for _ in range(n)), (n,), 0x801)
-    return directory
 
 
 @pytest.fixture(scope="module")
@@ -280,7 +261,8 @@ def test_best_config_trains_with_tuning_train(tmp_path):
     """python -m tuning.train --config RUN_DIR/best_config.json trains into RUN_DIR/final/."""
     run_dir = make_run_dir(tmp_path / "run", study=False)
     report.write_reports(run_dir)
-    data = make_idx_data(tmp_path / "idx")
+    data = tmp_path / "idx"
+    write_idx_files(data, make_split(200, seed=1), make_split(50, seed=2))
     done = run_module("tuning.train", "--config", str(run_dir / "best_config.json"),
                       "--data-dir", str(data), "--device", "cpu")
     assert done.returncode == 0, done.stderr
