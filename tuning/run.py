@@ -148,6 +148,7 @@ def validate(args: argparse.Namespace, space: Space) -> None:
         if fixed_model is not None and fixed_model != args.model:
             raise UsageError(f"space {space.name!r} trains model {fixed_model!r}; "
                              f"--model {args.model} applies to spaces that leave it open")
+    args.model = args.model or fixed_model  # None: the space leaves it open and none was given
 
 
 def _fixed_settings(space: Space, max_epochs: int) -> dict[str, Any]:
@@ -180,18 +181,20 @@ def resolve_run_dir(args: argparse.Namespace) -> Path:
     return run_dir
 
 
-def run_record(args: argparse.Namespace, space: Space, run_dir: Path, settings: dict) -> dict:
+def run_record(args: argparse.Namespace, space: Space, run_dir: Path) -> dict:
+    from trainables.config import TrainConfig
+    from tuning.search import STUDY_FILE
+
     return {
         "name": run_dir.name, "space": space.name, "description": space.description,
         "question": space.question, "compare": space.compare, "metric": METRIC, "mode": MODE,
-        "dataset": args.dataset, "model": settings.get("model") or _fixed_settings(
-            space, args.max_epochs).get("model", "mlp"),
+        "dataset": args.dataset, "model": args.model or TrainConfig.model,
         "max_epochs": args.max_epochs, "grace_period": args.grace_period,
         "reduction_factor": args.reduction_factor, "num_samples": args.num_samples,
         "seed": args.seed, "cpus_per_trial": args.cpus_per_trial,
         "gpus_per_trial": args.gpus_per_trial, "max_concurrent": args.max_concurrent,
         "time_budget": args.time_budget,
-        "val_size": args.val_size, "study_name": run_dir.name, "storage": "optuna.journal",
+        "val_size": args.val_size, "study_name": run_dir.name, "storage": STUDY_FILE,
         "status": "running", "started_at": _now(), "finished_at": None,
     }
 
@@ -289,7 +292,7 @@ def run(args: argparse.Namespace) -> Path:
     if args.resume:
         record.update(status="running", resumed_at=_now())
     else:
-        record = run_record(args, space, run_dir, settings)
+        record = run_record(args, space, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / RUN_FILE, record)
 
