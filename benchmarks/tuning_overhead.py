@@ -21,47 +21,39 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def trial_rows(run_dir: Path) -> dict[str, list[dict]]:
-    rows = {}
-    for path in sorted(run_dir.glob("*/result.json")):
-        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        if lines:
-            rows[lines[0]["trial_id"]] = lines
-    return rows
+from results.experiment import load_experiment
 
 
 def summarize(run_dir: Path, command_seconds: float | None) -> None:
     run = json.loads((run_dir / "run.json").read_text())
-    rows = trial_rows(run_dir)
+    history = load_experiment(run_dir).history
+    trials = history.groupby("trial_id")
     cpus = os.cpu_count() or 1
     concurrency = max(1, int(cpus // run["cpus_per_trial"]))
     if run.get("max_concurrent"):
         concurrency = min(concurrency, run["max_concurrent"])
-    own = {t: sum(r["seconds"] for r in trial) for t, trial in rows.items()}
-    epochs = sum(len(trial) for trial in rows.values())
-    ideal = sum(own.values()) / concurrency
+    own = trials["seconds"].sum()
+    ideal = own.sum() / concurrency
     fit = run["wall_seconds"]
-    peaks = sorted(max(r.get("peak_rss_mb", float("nan")) for r in trial) for trial in rows.values())
-    pss = sorted(max(r.get("pss_mb", float("nan")) for r in trial) for trial in rows.values())
-    anon = sorted(max(r.get("anon_mb", float("nan")) for r in trial) for trial in rows.values())
-    best = max(r["val_accuracy"] for trial in rows.values() for r in trial)
+    peaks, anon, pss = (trials[k].max().sort_values().tolist()
+                        for k in ("peak_rss_mb", "anon_mb", "pss_mb"))
 
     print(f"run          {run_dir}")
-    print(f"search       space {run['space']}, {len(rows)} trials, {epochs} epochs, "
+    print(f"search       space {run['space']}, {len(own)} trials, {len(history)} epochs, "
           f"{run['cpus_per_trial']:g} CPU per trial, {concurrency} at once on {cpus} CPUs")
     if command_seconds is not None:
         print(f"command      {command_seconds:7.1f} s wall, start to finish (Ray start, data, reports)")
     print(f"Tuner.fit    {fit:7.1f} s wall")
-    print(f"ideal        {ideal:7.1f} s = {sum(own.values()):.1f} s of trials' own training / {concurrency}")
+    print(f"ideal        {ideal:7.1f} s = {own.sum():.1f} s of trials' own training / {concurrency}")
     print(f"overhead     {fit / ideal:7.2f}x ideal for Tuner.fit"
           + (f", {command_seconds / ideal:.2f}x for the whole command" if command_seconds else ""))
-    print(f"throughput   {len(rows) / fit * 60:7.1f} trials per minute, {epochs / fit * 60:.1f} epochs per minute")
+    print(f"throughput   {len(own) / fit * 60:7.1f} trials per minute, "
+          f"{len(history) / fit * 60:.1f} epochs per minute")
     print(f"memory       peak resident per trial process: max {peaks[-1]:.0f} MiB, "
           f"median {statistics.median(peaks):.0f} MiB, min {peaks[0]:.0f} MiB")
     print(f"             of which its own (anonymous) memory: max {anon[-1]:.0f} MiB; its share with "
           f"shared pages divided (PSS): max {pss[-1]:.0f} MiB, median {statistics.median(pss):.0f} MiB")
-    print(f"best         {100 * best:.2f}% validation accuracy")
+    print(f"best         {100 * history['val_accuracy'].max():.2f}% validation accuracy")
 
 
 def main() -> None:
