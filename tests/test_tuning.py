@@ -15,6 +15,7 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
+from results.experiment import read_results
 from search_spaces import SPACES
 from trainables.config import BOOKKEEPING_KEYS, parse_config
 from trainables.data import split_validation
@@ -33,7 +34,7 @@ def trial_results(run_dir):
     """Each trial directory's reported rows, keyed by trial id."""
     rows = {}
     for path in Path(run_dir).glob("trial_*/result.json"):
-        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        lines = read_results(path)
         if lines:
             rows[lines[0]["trial_id"]] = lines
     return rows
@@ -241,7 +242,9 @@ def test_resume_after_kill_does_not_repeat_finished_trials(stop, tmp_path, data_
         while time.time() < deadline and process.poll() is None:
             rows = trial_results(run_dir)
             finished = [t for t, r in rows.items() if r[-1]["epoch"] == 6]
-            if len(finished) >= 2 and any(r[-1]["epoch"] < 6 for r in rows.values()):
+            # stop while a trial has 3 or more epochs to go: one about to finish could end
+            # before the signal is handled, and then no trial would be cut short
+            if len(finished) >= 2 and any(r[-1]["epoch"] <= 3 for r in rows.values()):
                 break
             time.sleep(0.2)
         if stop == signal.SIGINT:  # as a terminal's Ctrl-C: Tune stops and saves cleanly
@@ -255,8 +258,11 @@ def test_resume_after_kill_does_not_repeat_finished_trials(stop, tmp_path, data_
         process.wait()
     if stop == signal.SIGINT:
         assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
-        statuses = set(pd.read_csv(run_dir / "leaderboard.csv")["status"])
-        assert "unfinished" in statuses and "stopped_by_asha" not in statuses
+        board = pd.read_csv(run_dir / "leaderboard.csv")
+        cut = {t for t, r in trial_results(run_dir).items() if r[-1]["epoch"] < 6}
+        assert cut, "no trial was cut short by the interrupt"
+        assert set(board[board["trial_id"].isin(cut)]["status"]) == {"unfinished"}
+        assert "stopped_by_asha" not in set(board["status"])
     before = trial_results(run_dir)
     done_before = {t: len(r) for t, r in before.items() if r[-1]["epoch"] == 6}
     assert len(done_before) >= 2, "the run ended before it could be killed mid-way"
