@@ -3,6 +3,7 @@
     python benchmarks/tuning_overhead.py                       # the default sgd_vs_adam run
     python benchmarks/tuning_overhead.py -- --smoke-test       # arguments after -- go to tuning.run
     python benchmarks/tuning_overhead.py --run-dir runs/NAME   # the figures of a run already made
+    python benchmarks/tuning_overhead.py --against REV -- --final   # REV's code, then this, side by side
 
 The ideal is the sum of the trials' own training and evaluation time divided by the number of
 trials that can run at once; everything above it is Ray start-up, actor start-up, reporting,
@@ -34,7 +35,7 @@ def summarize(run_dir: Path, command_seconds: float | None) -> None:
         concurrency = min(concurrency, run["max_concurrent"])
     own = trials["seconds"].sum()
     ideal = own.sum() / concurrency
-    fit = run["wall_seconds"]
+    fit = run.get("search_seconds", run["wall_seconds"])
     peaks, anon, pss = (trials[k].max().sort_values().tolist()
                         for k in ("peak_rss_mb", "anon_mb", "pss_mb"))
 
@@ -43,7 +44,9 @@ def summarize(run_dir: Path, command_seconds: float | None) -> None:
           f"{run['cpus_per_trial']:g} CPU per trial, {concurrency} at once on {cpus} CPUs")
     if command_seconds is not None:
         print(f"command      {command_seconds:7.1f} s wall, start to finish (Ray start, data, reports)")
-    print(f"Tuner.fit    {fit:7.1f} s wall")
+    print(f"Tuner.fit    {fit:7.1f} s wall, the search"
+          + (f"; confirmation {run['confirm_seconds']:.1f} s more" if run.get("confirm_seconds")
+             else ""))
     print(f"ideal        {ideal:7.1f} s = {own.sum():.1f} s of trials' own training / {concurrency}")
     print(f"overhead     {fit / ideal:7.2f}x ideal for Tuner.fit"
           + (f", {command_seconds / ideal:.2f}x for the whole command" if command_seconds else ""))
@@ -54,24 +57,58 @@ def summarize(run_dir: Path, command_seconds: float | None) -> None:
     print(f"             of which its own (anonymous) memory: max {anon[-1]:.0f} MiB; its share with "
           f"shared pages divided (PSS): max {pss[-1]:.0f} MiB, median {statistics.median(pss):.0f} MiB")
     print(f"best         {100 * history['val_accuracy'].max():.2f}% validation accuracy")
+    final = run_dir / "final" / "final_metrics.json"
+    if final.is_file():
+        print(f"final        {100 * json.loads(final.read_text())['test_accuracy']:.2f}% test accuracy")
+
+
+def timed_run(command: list[str], cwd: Path, storage: Path) -> float:
+    """Seconds `command` (tuning.run) takes from start to finish, run from `cwd`."""
+    print("$", " ".join(command), flush=True)
+    env = {**os.environ, "PYTHONPATH": str(cwd)}  # that tree's packages, not the installed ones
+    start = time.perf_counter()
+    subprocess.run(command + ["--storage-path", str(storage)], check=True, cwd=cwd, env=env,
+                   stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def against(revision: str, command: list[str], storage: Path) -> None:
+    """REVISION's code and this tree's, one after the other on this machine: the ratio of the
+    whole command's wall time."""
+    root = Path(__file__).resolve().parents[1]
+    old_tree = storage / "old-tree"
+    subprocess.run(["git", "-C", str(root), "worktree", "add", "--detach", str(old_tree),
+                    revision], check=True, capture_output=True)
+    try:
+        old = timed_run(command, old_tree, storage / "old")
+        summarize(storage / "old" / "bench", old)
+        new = timed_run(command, root, storage / "new")
+        summarize(storage / "new" / "bench", new)
+    finally:
+        subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(old_tree)],
+                       check=False, capture_output=True)
+    print(f"\nwhole command: {revision} {old:.1f} s, this tree {new:.1f} s: {new / old:.2f}x")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run-dir", type=Path, help="summarize this run instead of starting one")
     parser.add_argument("--space", default="sgd_vs_adam", help="space to search (default: sgd_vs_adam)")
+    parser.add_argument("--against", metavar="REV",
+                        help="first run the same command with the code of this git revision")
     parser.add_argument("rest", nargs="*", help="after --: more arguments for tuning.run")
     args = parser.parse_args()
     if args.run_dir:
         summarize(args.run_dir.resolve(), None)
         return
     storage = Path(tempfile.mkdtemp(prefix="tuning-overhead-"))
-    command = [sys.executable, "-m", "tuning.run", "--space", args.space, "--storage-path",
-               str(storage), "--name", "bench", *args.rest]
-    print("$", " ".join(command), flush=True)
-    start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    summarize(storage / "bench", time.perf_counter() - start)
+    command = [sys.executable, "-m", "tuning.run", "--space", args.space, "--name", "bench",
+               *args.rest]
+    if args.against:
+        against(args.against, command, storage)
+        return
+    root = Path(__file__).resolve().parents[1]
+    summarize(storage / "bench", timed_run(command, root, storage))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,9 @@ from typing import Any
 
 import pandas as pd
 
-from trainables.config import KEYS
+from trainables.config import KEYS, TRIAL_KEYS
+
+BASELINE = TRIAL_KEYS[0]  # params.json of the search's baseline trial holds "baseline": true
 
 STATUSES = ("completed", "stopped_by_asha", "diverged", "errored", "unfinished")
 METRICS = ("val_accuracy", "val_loss", "train_loss", "lr", "seconds", "diverged")
@@ -46,6 +48,8 @@ class Experiment:
     params: dict[str, dict[str, Any]]  # each trial's params.json as written, by trial_id
     hyperparameters: list[str]  # the params columns of `trials`, TrainConfig keys first
     skipped: list[str]  # trial directories left out, each with why
+    study: Any = None  # the run's Optuna study, in memory (finished trials), or None
+    study_note: str = ""  # why there is no study
 
     @property
     def compare(self) -> str | None:
@@ -96,6 +100,7 @@ def _epochs(results: list[dict[str, Any]], trial_id: str) -> list[dict[str, Any]
         row.update({k: _number(result.get(k)) for k in METRICS if k != "diverged"})
         row["diverged"] = bool(result.get("diverged", False))
         row["time_total_s"] = _number(result.get("time_total_s"))
+        row["timestamp"] = _number(result.get("timestamp"))  # when the epoch was reported
         row.update({k: v for k, v in result.items() if k not in row and k not in RAY_KEYS
                     and k != "epoch" and isinstance(v, (int, float)) and not isinstance(v, bool)})
         by_epoch[int(epoch)] = row
@@ -109,9 +114,17 @@ def epochs_planned(params: dict[str, Any], run: dict[str, Any]) -> float:
     return min(planned) if planned else math.nan
 
 
+# why a trial ended, as the study records it (tuning.search), and its status here
+STUDY_REASONS = {"completed": "completed", "stopped_by_asha": "stopped_by_asha",
+                 "diverged": "diverged", "errored": "errored"}
+
+
 def trial_status(errored: bool, epochs: list[dict[str, Any]], planned: float,
-                 run_status: Any) -> str:
-    """Why a trial ended, from what is on disk (see STATUSES)."""
+                 run_status: Any, reason: str | None = None) -> str:
+    """Why a trial ended: as the study recorded it where it did (ASHA may stop a trial at a rung
+    that is also its last planned epoch), else from what is on disk (see STATUSES)."""
+    if reason in STUDY_REASONS and not (errored and reason != "errored"):
+        return STUDY_REASONS[reason]
     if errored:
         return "errored"
     if not epochs:
@@ -161,6 +174,8 @@ def load_experiment(run_dir: Path) -> Experiment:
     if not isinstance(run, dict):
         raise ReportError(f"{run_dir / 'run.json'} is not a JSON object")
     trial_dirs = sorted(p.parent for p in run_dir.glob("*/params.json"))
+    study, study_note = load_study(run_dir, run)
+    reasons = study_reasons(study)
     if not run and not trial_dirs:
         raise ReportError(f"{run_dir} is not an experiment directory: it has no run.json and no "
                           "trial directories (subdirectories with a params.json)")
@@ -182,29 +197,38 @@ def load_experiment(run_dir: Path) -> Experiment:
         epochs = _epochs(results, trial_id)
         errored = (trial_dir / "error.txt").is_file()
         planned = epochs_planned(params, run)
-        status = trial_status(errored, epochs, planned, run.get("status"))
+        status = trial_status(errored, epochs, planned, run.get("status"), reasons.get(trial_id))
         error = ""
         if errored:
             lines = [ln for ln in (trial_dir / "error.txt").read_text(errors="replace").splitlines()
                      if ln.strip()]
             error = lines[-1].strip() if lines else "error.txt is empty"
         trials.append({"trial_id": trial_id, "trial_dir": trial_dir.name, "status": status,
+                       "baseline": bool(params.pop(BASELINE, False)),
                        "epochs_planned": planned, "error": error})
         history.extend(epochs)
         params_by_id[trial_id] = params
     order, dtypes = _param_columns(list(params_by_id.values()))
-    table = pd.DataFrame(trials, columns=["trial_id", "trial_dir", "status", "epochs_planned",
-                                          "error"])
+    table = pd.DataFrame(trials, columns=["trial_id", "trial_dir", "status", "baseline",
+                                          "epochs_planned", "error"])
     table["epochs_planned"] = table["epochs_planned"].astype("Float64").round().astype("Int64")
     values = pd.DataFrame([{k: _cell(p.get(k)) for k in order} for p in params_by_id.values()],
                           columns=order)
     values = values.astype(dtypes)
     table = pd.concat([table, values], axis=1)
-    columns = ["trial_id", "epoch", *METRICS, "time_total_s"]
+    columns = ["trial_id", "epoch", *METRICS, "time_total_s", "timestamp"]
     frame = pd.DataFrame(history)
     extra = sorted(set(frame.columns) - set(columns)) if len(frame) else []
     frame = frame.reindex(columns=columns + extra)
-    return Experiment(run_dir, run, table, frame, params_by_id, order, skipped)
+    return Experiment(run_dir, run, table, frame, params_by_id, order, skipped, study, study_note)
+
+
+def study_reasons(study: Any) -> dict[str, str]:
+    """Why each Ray trial ended, by trial id, as the run's study recorded it ({} without one)."""
+    if study is None:
+        return {}
+    return {t.user_attrs["ray_trial_id"]: t.user_attrs.get("reason")
+            for t in study.get_trials(deepcopy=False) if "ray_trial_id" in t.user_attrs}
 
 
 def load_study(run_dir: Path, run: dict[str, Any]) -> tuple[Any, str]:

@@ -14,15 +14,20 @@ from typing import Any
 
 import pandas as pd
 
-from results.experiment import Experiment, load_study
+from results.experiment import Experiment
 from results.files import write_atomic
 
 FIGURES = {  # file stem: caption
     "learning_curves": "Validation accuracy of every trial by epoch",
     "accuracy_vs_lr": "Best validation accuracy against learning rate",
-    "optimization_history": "Optuna: optimisation history",
-    "param_importances": "Optuna: hyperparameter importance",
-    "parallel_coordinate": "Optuna: parallel coordinates",
+    "anytime": "Best validation accuracy found so far against the epochs and the wall time the "
+               "search spent, per compared choice",
+    "optimization_history": "Optuna: optimisation history of every trial's validation accuracy "
+                            "at ASHA's first rung, a score every trial has",
+    "param_importances": "Optuna: hyperparameter importance, fitted on every trial's validation "
+                         "accuracy at ASHA's first rung (stopped trials included)",
+    "parallel_coordinate": "Optuna: parallel coordinates of every trial's validation accuracy at "
+                           "ASHA's first rung",
 }
 ENDS = {  # how a curve ends, by status: marker, label
     "stopped_by_asha": ("x", "stopped by ASHA"),
@@ -164,16 +169,74 @@ def accuracy_vs_lr(experiment: Experiment, board: pd.DataFrame, path: Path) -> P
     return path
 
 
+def anytime(experiment: Experiment, board: pd.DataFrame, path: Path) -> Path:
+    """The anytime curve HPO papers compare tuners by: the best validation accuracy reported so
+    far, against the epochs the search has run and against its wall time, one line per compared
+    choice (and one for all trials)."""
+    import matplotlib.pyplot as plt
+
+    compare, palette, group = _groups(experiment, board)
+    epochs = experiment.history.dropna(subset=["timestamp"]).sort_values(
+        ["timestamp", "trial_id", "epoch"], kind="stable").reset_index(drop=True)
+    epochs["spent"] = range(1, len(epochs) + 1)
+    start = (epochs["timestamp"] - epochs["seconds"].fillna(0)).min()
+    epochs["minutes"] = (epochs["timestamp"] - start) / 60
+    epochs["group"] = group.reindex(epochs["trial_id"]).values
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    lines = [("all trials", epochs, "0.2")] if compare else []
+    lines += [(g, epochs[epochs["group"] == g], palette[g]) for g in palette]
+    for label, rows, colour in lines:
+        best = 100 * rows["val_accuracy"].cummax()
+        for ax, x in zip(axes, ("spent", "minutes")):
+            ax.step(rows[x], best, where="post", color=colour, linewidth=2 if label == "all trials"
+                    else 1.5, label=f"{compare}={label}" if compare and label != "all trials"
+                    else label)
+    axes[0].set(xlabel="epochs run by the search", ylabel="best validation accuracy so far (%)")
+    axes[1].set(xlabel="wall time (minutes)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=8, loc="lower right")
+    fig.suptitle("Best found so far")
+    _save(fig, path)
+    plt.close(fig)
+    return path
+
+
+def first_rung_study(study: Any, run: dict[str, Any]) -> tuple[Any, int | None]:
+    """A copy of the study in which every trial that reached ASHA's first rung is COMPLETE with
+    its validation accuracy there, a score every trial has at the same fidelity (the study itself
+    holds only the trials ASHA let finish as COMPLETE, which would leave out every stopped one)."""
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    rungs = asha_rungs(run)
+    if not rungs:
+        return study, None
+    rung = rungs[0]
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        fidelity = optuna.create_study(study_name=study.study_name, directions=study.directions)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        value = trial.intermediate_values.get(rung)
+        if value is not None and math.isfinite(value):
+            fidelity.add_trial(create_trial(params=trial.params, distributions=trial.distributions,
+                                            value=value, user_attrs=trial.user_attrs))
+    return fidelity, rung
+
+
 def _importance_note(study: Any) -> str:
     from optuna.trial import TrialState
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if len(complete) < 2:
-        return ("hyperparameter importance needs 2 completed Optuna trials, "
+        return ("hyperparameter importance needs 2 trials with a score at ASHA's first rung, "
                 f"the study has {len(complete)}")
     shared = set.intersection(*(set(t.params) for t in complete))
     if not any(len({repr(t.params[p]) for t in complete}) > 1 for p in shared):
-        return "hyperparameter importance needs a parameter that varies between completed trials"
+        return "hyperparameter importance needs a parameter that varies between the scored trials"
     return ""
 
 
@@ -221,18 +284,20 @@ def write_figures(experiment: Experiment, board: pd.DataFrame,
     written = {"learning_curves": learning_curves(experiment, board,
                                                   directory / "learning_curves.png")}
     notes = []
+    if experiment.history["timestamp"].notna().any():
+        written["anytime"] = anytime(experiment, board, directory / "anytime.png")
     lr = pd.to_numeric(board.get("lr"), errors="coerce") if "lr" in board else None
     if lr is not None and (lr > 0).any() and all(math.isfinite(v) for v in lr.dropna()):
         written["accuracy_vs_lr"] = accuracy_vs_lr(experiment, board,
                                                    directory / "accuracy_vs_lr.png")
     else:
         notes.append("accuracy against learning rate skipped: the trials have no positive lr")
-    study, why = load_study(experiment.run_dir, experiment.run)
+    study, why = experiment.study, experiment.study_note
     if study is None:
         notes.append(f"{why}: the optimisation history, importance and parallel coordinates "
                      "are skipped")
     else:
-        drawn, more = study_figures(study, directory)
+        drawn, more = study_figures(first_rung_study(study, experiment.run)[0], directory)
         written.update(drawn)
         notes += more
     for stem in FIGURES.keys() - written.keys():  # a figure of an earlier report must not linger

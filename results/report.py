@@ -5,7 +5,7 @@
 
 Works on a finished, an interrupted or a copied run. Writes into RUN_DIR: leaderboard.csv (one row
 per trial, best first; columns in results.leaderboard), history.csv (one row per trial per epoch,
-the hyperparameters as config/<key>),
+the hyperparameters as config/<key>), confirmation.csv (one row per confirmed config per seed),
 best_config.json (for python -m tuning.train --config), figures/*.png, summary.md and report.html.
 """
 
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from results.confirmation import confirmation_table, stats
 from results.experiment import ReportError, load_experiment
 from results.figures import write_figures
 from results.files import write_atomic, write_json, write_text
@@ -51,7 +52,10 @@ def build_reports(run_dir: Path) -> tuple[dict[str, Path], pd.DataFrame, list[st
         columns={k: f"config/{k}" for k in experiment.hyperparameters})
     paths["history"] = _write_csv(run_dir / "history.csv",
                                   experiment.history.merge(config, on="trial_id", how="left"))
-    config = best_config(experiment, board)
+    confirmed = confirmation_table(experiment, board)
+    if len(confirmed):
+        paths["confirmation"] = _write_csv(run_dir / "confirmation.csv", confirmed)
+    config = best_config(experiment, board, stats(confirmed, experiment.compare))
     if config is None:
         notes.append("best_config.json not written: no trial reached a finite validation accuracy")
     else:
@@ -70,9 +74,9 @@ def build_reports(run_dir: Path) -> tuple[dict[str, Path], pd.DataFrame, list[st
     if len(errored) > MAX_ERROR_NOTES:
         notes.append(f"{len(errored) - MAX_ERROR_NOTES} more trials errored; see their error.txt")
     paths["summary"] = write_text(run_dir / "summary.md",
-                                  summary_markdown(experiment, board, paths, notes))
+                                  summary_markdown(experiment, board, paths, notes, confirmed))
     paths["report"] = write_text(run_dir / "report.html",
-                                 report_html(experiment, board, paths, notes))
+                                 report_html(experiment, board, paths, notes, confirmed))
     return paths, board, notes
 
 

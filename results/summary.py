@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from results.confirmation import candidates, stats, welch_p
 from results.experiment import STATUSES, Experiment
 from results.figures import FIGURES
 from results.leaderboard import display_table, hyperparameter_columns, varying
@@ -28,39 +29,108 @@ def _trials(n: int) -> str:
     return f"{n} trial" if n == 1 else f"{n} trials"
 
 
-def _lr(row: pd.Series, compare: str | None) -> str:
-    return f" at lr {row['lr']:.2g}" if compare != "lr" and pd.notna(row.get("lr")) else ""
+def _pct(fraction: float) -> str:
+    return f"{100 * fraction:.1f}%"
 
 
-def answer(experiment: Experiment, board: pd.DataFrame) -> str:
-    """The run's question answered in one sentence with numbers."""
-    scored = board[board["best_val_accuracy"].notna()]
-    if not len(scored):
+def _config(board: pd.DataFrame, trial_id: str, compare: str | None) -> str:
+    """The hyperparameters that vary between trials, of one trial, as words."""
+    row = board.set_index("trial_id").loc[trial_id]
+    return ", ".join(f"{c} {_value(row[c])}" for c in varying(board)
+                     if c != compare and pd.notna(row[c]))
+
+
+def _label(board: pd.DataFrame, trial_id: str, compare: str | None) -> str:
+    if compare is None:
+        return f"trial {trial_id}"
+    return _name(compare, board.set_index("trial_id").loc[trial_id, compare])
+
+
+def _confirmed(experiment: Experiment, board: pd.DataFrame, table: pd.DataFrame,
+               found: pd.DataFrame) -> str:
+    """The answer from confirmation: mean ± sd per config and whether the gap beats the noise."""
+    compare = experiment.compare
+
+    def said(row: pd.Series) -> str:
+        spread = f" ± {100 * row['sd']:.1f}" if pd.notna(row["sd"]) else ""
+        return (f"{100 * row['mean']:.1f}{spread}% over {row['seeds']} seeds for "
+                f"{_label(board, row['trial_id'], compare)} "
+                f"({_config(board, row['trial_id'], compare)})")
+
+    first = found.iloc[0]
+    name = _label(board, first["trial_id"], compare)
+    if len(found) == 1:
+        return f"Only {name} was confirmed: final validation accuracy {said(first)}."
+    second = found.iloc[1]
+    other = _label(board, second["trial_id"], compare)
+    gap = 100 * (first["mean"] - second["mean"])
+    p = welch_p(table, first["trial_id"], second["trial_id"])
+    test = f"Welch's t-test p = {p:.2g}" if math.isfinite(p) else "too few seeds for Welch's t-test"
+    numbers = f"final validation accuracy {said(first)}, against {said(second)}"
+    if math.isfinite(p) and p < 0.05:
+        text = (f"{name} won: {numbers}; the {gap:.1f}-point gap exceeds the seed noise "
+                f"({test}).")
+    else:
+        text = (f"{name} and {other} are even within seed noise: {numbers}; the {gap:.1f}-point "
+                f"gap is within the noise ({test}).")
+    rest = [f"{_label(board, r['trial_id'], compare)} {100 * r['mean']:.1f}"
+            + (f" ± {100 * r['sd']:.1f}" if pd.notna(r["sd"]) else "") + "%"
+            for _, r in found.iloc[2:].iterrows()]
+    return text + (f" Then {', '.join(rest)}." if rest else "")
+
+
+def _unconfirmed(experiment: Experiment, board: pd.DataFrame) -> str:
+    """The answer without confirmation: each choice's top trial, one seed each."""
+    compare = experiment.compare
+    picks = candidates(board, compare)
+    said = [f"{_label(board, r['trial_id'], compare)} {_pct(r['val_accuracy'])} after "
+            f"{r['epochs_run']} epochs ({_config(board, r['trial_id'], compare)})"
+            for _, r in picks.sort_values("val_accuracy", ascending=False).iterrows()]
+    return ("Not confirmed over seeds (one run each; --confirm-seeds runs more): "
+            + "; ".join(said) + ".")
+
+
+def _over_baseline(board: pd.DataFrame, winner: float, subject: str) -> str:
+    base = board[board["baseline"].fillna(False).astype(bool) & board["val_accuracy"].notna()]
+    if not len(base):
+        return ""
+    row = base.iloc[0]
+    return (f" {subject} is {100 * (winner - row['val_accuracy']):+.1f} points over the tutorial's "
+            f"settings ({_config(board, row['trial_id'], None)}: {_pct(row['val_accuracy'])} "
+            f"after {row['epochs_run']} epochs, trial {row['trial_id']}).")
+
+
+def answer(experiment: Experiment, board: pd.DataFrame, table: pd.DataFrame | None = None) -> str:
+    """The run's question answered with numbers: confirmed means ± sd where confirmation ran,
+    the margin over the tutorial's settings where the search had them as its baseline."""
+    if not board["val_accuracy"].notna().any():
         return (f"No trial reached a finite validation accuracy: {counts(board)}; "
                 "lower the learning rates or read the trials' error.txt.")
-    compare = experiment.compare
-    if compare is None:
-        best = scored.iloc[0]
-        words = ", ".join(_name(c, best[c]) if c == "optimizer" else f"{c} {_value(best[c])}"
-                          for c in varying(board) if pd.notna(best[c]))
-        return (f"Best configuration: {words} reached {100 * best['best_val_accuracy']:.1f}% "
-                f"validation accuracy at epoch {best['best_epoch']} (trial {best['trial_id']}, "
-                f"the best of {_trials(len(board))}).")
-    groups = []  # (name, best row, median, count), the winner's group first as the board is ranked
-    for value, rows in scored.groupby(compare, sort=False, dropna=False):
-        groups.append((_name(compare, value), rows.iloc[0],
-                       rows["best_val_accuracy"].median(), len(rows)))
-    name, best, median, n = groups[0]
-    numbers = (f"best {100 * best['best_val_accuracy']:.1f}% validation accuracy "
-               f"(median {100 * median:.1f}% over {_trials(n)}){_lr(best, compare)}")
-    lost = [(_name(compare, v), len(rows)) for v, rows in board.groupby(compare, dropna=False)
-            if v not in set(scored[compare])]
-    if len(groups) == 1 and not lost:
-        return f"Only {name} was tried: {numbers}."
-    others = [f"{o}'s best {100 * b['best_val_accuracy']:.1f}% (median {100 * m:.1f}% over {k})"
-              f"{_lr(b, compare)}" for o, b, m, k in groups[1:]]
-    others += [f"{o}, whose {_trials(k)} all diverged or errored" for o, k in lost]
-    return f"{name} won: {numbers}, against {' and '.join(others)}."
+    table = table if table is not None else pd.DataFrame(columns=["status"])
+    found = stats(table, experiment.compare)
+    if len(found) and found["seeds"].min() >= 2:
+        return (_confirmed(experiment, board, table, found)
+                + _over_baseline(board, found["mean"].iloc[0], "The best confirmed mean"))
+    top = candidates(board, experiment.compare)["val_accuracy"].max()
+    return _unconfirmed(experiment, board) + _over_baseline(board, top, "The best")
+
+
+def cost(experiment: Experiment, board: pd.DataFrame, table: pd.DataFrame | None) -> str:
+    """What the search and the confirmation spent, in epochs and wall time."""
+    run = experiment.run
+    ran, planned = int(board["epochs_run"].sum()), board["epochs_planned"].sum()
+    stopped = int((board["status"] == "stopped_by_asha").sum())
+    text = f"ASHA stopped {stopped} of {_trials(len(board))}: {ran} of {planned} planned epochs run"
+    if planned:
+        text += f", {100 * (1 - ran / planned):.0f}% saved"
+    if run.get("search_seconds"):
+        text += f", in {run['search_seconds'] / 60:.1f} min"
+    runs = table[table["run"] == "confirmation"] if table is not None and len(table) else None
+    if runs is not None and len(runs):
+        text += (f". Confirmation trained {len(runs)} more runs, {int(runs['epochs'].sum())} "
+                 "epochs" + (f", in {run['confirm_seconds'] / 60:.1f} min"
+                             if run.get("confirm_seconds") else ""))
+    return text + "."
 
 
 def _value(value: Any) -> str:
@@ -76,7 +146,8 @@ def counts(board: pd.DataFrame) -> str:
 
 
 def final_line(run_dir: Path) -> str:
-    """The final training's test accuracy, when final/final_metrics.json exists and reads."""
+    """The final training's test accuracy, when final/final_metrics.json exists and reads, beside
+    the validation score best_config.json promised for it."""
     try:
         final = json.loads((run_dir / "final" / "final_metrics.json").read_text())
         accuracy, epochs = float(final["test_accuracy"]), len(final["epochs"])
@@ -84,8 +155,15 @@ def final_line(run_dir: Path) -> str:
         return ""
     if not math.isfinite(accuracy):
         return ""
+    try:
+        best = json.loads((run_dir / "best_config.json").read_text())
+        spread = f" ± {100 * best['val_accuracy_sd']:.1f}" if best.get("val_accuracy_sd") else ""
+        seeds = f" over {best['seeds']} seeds" if best.get("seeds", 1) > 1 else ""
+        promised = f" (validation accuracy {100 * best['val_accuracy']:.1f}{spread}%{seeds})"
+    except (OSError, ValueError, KeyError, TypeError):
+        promised = ""
     return (f"Final training of the best configuration on the whole training set (final/): "
-            f"{100 * accuracy:.1f}% test accuracy after {epochs} epochs.")
+            f"{100 * accuracy:.1f}% test accuracy after {epochs} epochs{promised}.")
 
 
 def _context(experiment: Experiment, board: pd.DataFrame) -> list[str]:
@@ -118,16 +196,42 @@ def _retrain(written: dict[str, Path]) -> str:
     return COMMAND.format(written["best_config"]) if "best_config" in written else ""
 
 
+def confirmation_display(experiment: Experiment, confirmed: pd.DataFrame) -> pd.DataFrame:
+    """Each confirmed config: its mean ± sd and every seed's final validation accuracy, as text."""
+    found = stats(confirmed, experiment.compare)
+    rows = []
+    for _, row in found.iterrows():
+        runs = confirmed[confirmed["trial_id"] == row["trial_id"]]
+        rows.append({**({experiment.compare: str(row[experiment.compare])}
+                        if experiment.compare else {}),
+                     "trial_id": row["trial_id"],
+                     "mean ± sd": f"{100 * row['mean']:.2f} ± {100 * row['sd']:.2f}%",
+                     "seeds": ", ".join(f"{s}: {_pct(a) if pd.notna(a) else st}" for s, a, st in
+                                        zip(runs["seed"], runs["val_accuracy"], runs["status"]))})
+    return pd.DataFrame(rows)
+
+
+def _markdown_table(table: pd.DataFrame) -> str:
+    rows = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    return "\n".join(rows + ["| " + " | ".join(map(str, r)) + " |"
+                             for r in table.itertuples(index=False)])
+
+
+CONFIRMATION = ("## Confirmation over seeds\n\nFinal validation accuracy of each confirmed config "
+                "trained for its planned epochs with each seed (confirmation.csv).")
+
+
 def summary_markdown(experiment: Experiment, board: pd.DataFrame, written: dict[str, Path],
-                     notes: list[str]) -> str:
-    """written: the files written so far by name, the figures and best_config among them."""
+                     notes: list[str], confirmed: pd.DataFrame | None = None) -> str:
+    """written: the files written so far by name, the figures and best_config among them;
+    confirmed: the confirmation table (results.confirmation.confirmation_table)."""
     table = display_table(board, TOP)
     retrain = _retrain(written)
-    rows = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-    rows += ["| " + " | ".join(r) + " |" for r in table.itertuples(index=False)]
-    parts = [answer(experiment, board), final_line(experiment.run_dir),
-             "\n\n".join(_context(experiment, board)),
-             "## Top trials\n\n" + "\n".join(rows)
+    seeds = confirmation_display(experiment, confirmed) if confirmed is not None else []
+    parts = [answer(experiment, board, confirmed), final_line(experiment.run_dir),
+             cost(experiment, board, confirmed), "\n\n".join(_context(experiment, board)),
+             CONFIRMATION + "\n\n" + _markdown_table(seeds) if len(seeds) else "",
+             "## Top trials\n\n" + _markdown_table(table)
              + f"\n\nTop {len(table)} of {len(board)}; every trial in leaderboard.csv, "
              "every epoch in history.csv." + (f" {RETRAIN}: `{retrain}`" if retrain else ""),
              "## Figures\n\n" + "\n\n".join(f"![{FIGURES[s]}](figures/{p.name})"
@@ -145,15 +249,21 @@ figure{margin:1.5em 0}figcaption{color:#555}.wide{overflow-x:auto}"""
 
 
 def report_html(experiment: Experiment, board: pd.DataFrame, written: dict[str, Path],
-                notes: list[str]) -> str:
+                notes: list[str], confirmed: pd.DataFrame | None = None) -> str:
     """A page that opens from disk alone: the figures are embedded as base64 PNG."""
     esc = html.escape
     title = experiment.run.get("name") or experiment.run_dir.name
-    body = [f'<p class="answer">{esc(answer(experiment, board))}</p>']
+    body = [f'<p class="answer">{esc(answer(experiment, board, confirmed))}</p>']
     final = final_line(experiment.run_dir)
     if final:
         body.append(f'<p class="answer">{esc(final)}</p>')
+    body.append(f"<p>{esc(cost(experiment, board, confirmed))}</p>")
     body += [f"<p>{esc(line)}</p>" for line in _context(experiment, board)]
+    seeds = confirmation_display(experiment, confirmed) if confirmed is not None else []
+    if len(seeds):
+        heading, text = CONFIRMATION.removeprefix("## ").split("\n\n")
+        body.append(f"<h2>{esc(heading)}</h2><p>{esc(text)}</p>"
+                    + seeds.to_html(index=False, border=0))
     top = display_table(board, TOP).to_html(index=False, border=0)
     body.append(f'<h2>Top trials</h2><div class="wide">{top}</div>')
     full = display_table(board, len(board)).to_html(index=False, border=0)

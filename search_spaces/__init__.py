@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
 import optuna
@@ -56,21 +56,101 @@ def get_space(name: str) -> Space:
     return SPACES[name]
 
 
-def describe_parameters(space: Space, max_epochs: int | None = None, probes: int = 64) -> dict[str, str]:
-    """Each parameter the space can set, with its distribution(s) or value, found by running
-    `define` on random trials of an in-memory study (so conditional branches show up too)."""
-    max_epochs = max_epochs or space.budget.max_epochs
+def _probe(space: Space, max_epochs: int, probes: int = 64):
+    """(distributions, fixed settings) of `define` run on random trials of an in-memory study,
+    so that conditional branches show up too."""
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    seen: dict[str, set[str]] = {}
     for _ in range(probes):
         trial = study.ask()
         fixed = space.define(trial, max_epochs) or {}
-        for name, dist in trial.distributions.items():
+        yield trial.distributions, fixed
+        study.tell(trial, 0.0)
+
+
+def describe_parameters(space: Space, max_epochs: int | None = None) -> dict[str, str]:
+    """Each parameter the space can set, with its distribution(s) or value."""
+    seen: dict[str, set[str]] = {}
+    for distributions, fixed in _probe(space, max_epochs or space.budget.max_epochs):
+        for name, dist in distributions.items():
             seen.setdefault(name, set()).add(_format_distribution(dist))
         for name, value in fixed.items():
             seen.setdefault(name, set()).add(f"fixed {value!r}")
-        study.tell(trial, 0.0)
     return {name: " | ".join(sorted(kinds)) for name, kinds in seen.items()}
+
+
+def compare_choices(space: Space, max_epochs: int | None = None) -> list[Any] | None:
+    """The values the space's COMPARE hyperparameter takes, in the space's order; None when the
+    space compares nothing or the hyperparameter is not a categorical choice of every trial."""
+    if space.compare is None:
+        return None
+    choices = None
+    for distributions, _ in _probe(space, max_epochs or space.budget.max_epochs, probes=8):
+        dist = distributions.get(space.compare)
+        if not isinstance(dist, optuna.distributions.CategoricalDistribution):
+            return None
+        choices = list(dist.choices)
+    return choices
+
+
+# The tutorial's own settings ("Optimizing Model Parameters"): the baseline a search must beat
+TUTORIAL = {"optimizer": "sgd", "lr": 1e-3, "batch_size": 64, "momentum": 0.0, "model": "mlp"}
+TUTORIAL_EPOCHS = 10
+
+
+class _NotInSpace(Exception):
+    pass
+
+
+class _Fixed:
+    """Stands in for the search's first optuna.Trial: every suggest_* answers from `values`. A
+    value the tutorial sets must lie in the space; any other is the training default clipped
+    into it."""
+
+    number = 0
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.values, self.params = values, {}
+
+    def _answer(self, name: str, dist: optuna.distributions.BaseDistribution) -> Any:
+        value = self.values.get(name)
+        if isinstance(dist, optuna.distributions.CategoricalDistribution):
+            if value not in dist.choices:
+                raise _NotInSpace(name)
+        elif name in TUTORIAL:
+            if value is None or not dist._contains(dist.to_internal_repr(value)):
+                raise _NotInSpace(name)
+        else:
+            value = min(max(value if value is not None else dist.low, dist.low), dist.high)
+        self.params[name] = value
+        return value
+
+    def suggest_categorical(self, name, choices):
+        return self._answer(name, optuna.distributions.CategoricalDistribution(choices))
+
+    def suggest_float(self, name, low, high, *, step=None, log=False):
+        return self._answer(name, optuna.distributions.FloatDistribution(low, high, log=log,
+                                                                          step=step))
+
+    def suggest_int(self, name, low, high, *, step=1, log=False):
+        return self._answer(name, optuna.distributions.IntDistribution(low, high, log=log,
+                                                                        step=step))
+
+
+def baseline_params(space: Space, max_epochs: int, model: str | None = None) -> dict[str, Any] | None:
+    """The space's parameters for the tutorial's settings (SGD, lr 1e-3, batch 64, no momentum,
+    the MLP), its epochs clipped to the space; None where the space cannot express them."""
+    from trainables.config import TrainConfig
+
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+    trial = _Fixed({**defaults, "epochs": min(TUTORIAL_EPOCHS, max_epochs), **TUTORIAL})
+    try:
+        fixed = space.define(trial, max_epochs) or {}
+    except _NotInSpace:
+        return None
+    settings = {"model": model or fixed.get("model", "mlp"), **fixed, **trial.params}
+    if any(settings.get(k, TUTORIAL[k]) != TUTORIAL[k] for k in TUTORIAL):
+        return None
+    return trial.params
 
 
 def _format_distribution(dist: optuna.distributions.BaseDistribution) -> str:

@@ -9,16 +9,15 @@ from search_spaces import Budget
 DESCRIPTION = "SGD (with momentum tuned) against Adam: which optimizer wins, and at what learning rate?"
 QUESTION = "SGD or Adam, and at what learning rate?"
 COMPARE = "optimizer"
-BUDGET = Budget(max_epochs=12, grace_period=2, reduction_factor=3, num_samples=40)
+BUDGET = Budget(max_epochs=12, grace_period=2, reduction_factor=3, num_samples=24)
 
 
 def define(trial: optuna.Trial, max_epochs: int) -> dict:
     optimizer = trial.suggest_categorical("optimizer", ["sgd", "adam"])
     if optimizer == "sgd":
         trial.suggest_float("lr", 1e-3, 0.3, log=True)
-        trial.suggest_float("momentum", 0.0, 0.95)
+        trial.suggest_categorical("momentum", [0.0, 0.5, 0.9])
     else:
         trial.suggest_float("lr", 1e-4, 1e-2, log=True)
-    trial.suggest_categorical("batch_size", [32, 64, 128, 256])
-    trial.suggest_int("epochs", max(1, max_epochs // 2), max_epochs)
-    return {}
+    trial.suggest_categorical("batch_size", [64, 128, 256])
+    return {"epochs": max_epochs}  # ASHA decides who trains how long

@@ -20,7 +20,7 @@ from optuna.trial import TrialState, create_trial
 from conftest import make_split, write_idx_files
 from results import report
 from results.experiment import ReportError, load_experiment, read_results
-from results.figures import FIGURES, asha_rungs
+from results.figures import FIGURES, asha_rungs, first_rung_study
 from results.leaderboard import LEADING, TRAILING
 from trainables.config import BOOKKEEPING_KEYS, parse_config
 
@@ -47,8 +47,9 @@ TRIALS = {
     "abcde_00005": ({"optimizer": "sgd", "lr": 0.3, "batch_size": 64, "momentum": 0.9}, [],
                     "errored", TrialState.FAIL),
 }
-ANSWER = ("Adam won: best 85.0% validation accuracy (median 67.5% over 2 trials) at lr 0.001, "
-          "against SGD's best 82.0% (median 68.5% over 2) at lr 0.05.")
+ANSWER = ("Not confirmed over seeds (one run each; --confirm-seeds runs more): Adam 84.0% after 4 "
+          "epochs (lr 0.001, batch_size 64); SGD 82.0% after 4 epochs (lr 0.05, batch_size 32, "
+          "momentum 0.9).")
 
 
 def write_study(run_dir: Path, trials: dict = TRIALS) -> None:
@@ -63,7 +64,7 @@ def write_study(run_dir: Path, trials: dict = TRIALS) -> None:
         finite = {e: a for e, a in enumerate(accuracies, 1) if not math.isnan(a)}
         study.add_trial(create_trial(
             params=params, distributions={k: space[k] for k in params}, state=state,
-            value=max(finite.values()) if state == TrialState.COMPLETE else None,
+            value=accuracies[-1] if state == TrialState.COMPLETE else None,
             intermediate_values=finite, user_attrs={"ray_trial_id": trial_id, "reason": reason}))
 
 
@@ -117,15 +118,18 @@ def test_leaderboard_columns_are_stable(reported):
 
 
 def test_leaderboard_ranks_best_first_and_nan_last(reported):
-    """Trials are ranked by best validation accuracy; those without one come last, not dropped."""
+    """Trials are ranked by their score, the validation accuracy of their last epoch; those
+    without one come last, not dropped. The peak is kept beside it."""
     board = pd.read_csv(reported[1]["leaderboard"])
     assert board["trial_id"].tolist() == [f"abcde_0000{i}" for i in range(6)]
     assert board["rank"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert board["val_accuracy"].tolist()[:4] == [0.84, 0.82, 0.55, 0.50]
     assert board["best_val_accuracy"].tolist()[:4] == [0.85, 0.82, 0.55, 0.50]
-    assert board["best_val_accuracy"].iloc[4:].isna().all()
+    assert board["val_accuracy"].iloc[4:].isna().all()
     winner = board.iloc[0]
     assert (winner["best_epoch"], winner["epochs_run"], winner["epochs_planned"]) == (3, 4, 4)
-    assert winner["val_loss"] == pytest.approx(0.15) and winner["train_loss"] == pytest.approx(0.25)
+    assert winner["val_loss"] == pytest.approx(0.16) and winner["train_loss"] == pytest.approx(0.26)
+    assert not board["baseline"].any()
     assert winner["train_seconds"] == pytest.approx(6.0)
     assert board["momentum"].isna().tolist() == [True, False, False, True, True, False]
 
@@ -177,12 +181,13 @@ def test_result_lines_cut_short_or_repeated_are_tolerated(tmp_path):
 
 
 def test_best_config_round_trips_through_parse_config(reported):
-    """best_config.json is the winner's config, epochs at its peak, plus the bookkeeping keys."""
+    """Without confirmation, best_config.json is the top trial that ran in full, for the epochs it
+    planned (its score is its last epoch's), plus the bookkeeping keys."""
     raw = json.loads(reported[1]["best_config"].read_text())
-    assert {k: raw[k] for k in BOOKKEEPING_KEYS} == {"best_epoch": 3, "val_accuracy": 0.85,
-                                                     "trial_id": "abcde_00000"}
+    assert {k: raw[k] for k in BOOKKEEPING_KEYS if k in raw} == {
+        "trial_id": "abcde_00000", "val_accuracy": 0.84, "val_accuracy_sd": None, "seeds": 1}
     config = parse_config(raw, ignore=BOOKKEEPING_KEYS)
-    assert (config.optimizer, config.lr, config.batch_size, config.epochs) == ("adam", 0.001, 64, 3)
+    assert (config.optimizer, config.lr, config.batch_size, config.epochs) == ("adam", 0.001, 64, 4)
     assert "momentum" not in raw
 
 
@@ -214,8 +219,59 @@ def test_answer_without_compare_names_the_best_config(tmp_path):
     """With no compare column the first line states the best configuration in words."""
     paths = report.write_reports(make_run_dir(tmp_path / "run", study=False, compare=None))
     first = paths["summary"].read_text().splitlines()[0]
-    assert first == ("Best configuration: Adam, lr 0.001, batch_size 64 reached 85.0% "
-                     "validation accuracy at epoch 3 (trial abcde_00000, the best of 6 trials).")
+    assert first == ("Not confirmed over seeds (one run each; --confirm-seeds runs more): "
+                     "trial abcde_00000 84.0% after 4 epochs (optimizer adam, lr 0.001, batch_size "
+                     "64); trial abcde_00001 82.0% after 4 epochs (optimizer sgd, lr 0.05, "
+                     "batch_size 32, momentum 0.9); trial abcde_00002 55.0% after 2 epochs "
+                     "(optimizer sgd, lr 0.01, batch_size 64, momentum 0.5).")
+
+
+def write_confirmation(run_dir: Path, runs: dict[str, list[tuple[int, float]]]) -> None:
+    """RUN_DIR/confirm/: a Ray trial directory per (seed, final accuracy) of each search trial."""
+    for trial_id, seeds in runs.items():
+        params = TRIALS[trial_id][0]
+        for seed, accuracy in seeds:
+            config = {**params, "epochs": 4, "seed": seed, "confirms": trial_id}
+            trial_dir = run_dir / "confirm" / f"trial_{trial_id[-1]}{seed}"
+            trial_dir.mkdir(parents=True)
+            (trial_dir / "params.json").write_text(json.dumps(config))
+            (trial_dir / "result.json").write_text("".join(json.dumps(
+                {"epoch": e, "val_accuracy": accuracy - 0.1 * (4 - e), "val_loss": 0.5,
+                 "train_loss": 0.4, "seconds": 2.0, "diverged": False, "epochs_planned": 4}) + "\n"
+                for e in range(1, 5)))
+
+
+@pytest.mark.parametrize("sgd, verdict", [
+    ([(1, 0.80), (2, 0.81)], "won"), ([(1, 0.85), (2, 0.83)], "even")])
+def test_confirmation_answers_with_mean_sd_and_welch(tmp_path, sgd, verdict):
+    """The answer gives each optimizer's mean ± sd over its seeds (the search's run counts as
+    seed 0) and Welch's t-test of the gap; best_config.json is the best confirmed mean."""
+    from scipy.stats import ttest_ind
+
+    run_dir = make_run_dir(tmp_path / "run", confirm_seeds=3)
+    write_confirmation(run_dir, {"abcde_00000": [(1, 0.86), (2, 0.85)], "abcde_00001": sgd})
+    paths = report.write_reports(run_dir)
+    table = pd.read_csv(paths["confirmation"])
+    assert list(table.columns) == ["optimizer", "trial_id", "seed", "run", "status", "epochs",
+                                   "val_accuracy", "val_loss", "seconds"]
+    assert table.groupby("trial_id")["seed"].apply(sorted).tolist() == [[0, 1, 2], [0, 1, 2]]
+    adam, sgd_runs = [0.84, 0.86, 0.85], [0.82] + [a for _, a in sgd]
+    p = ttest_ind(adam, sgd_runs, equal_var=False).pvalue
+    mean, sd = pd.Series(sgd_runs).mean(), pd.Series(sgd_runs).std()
+    numbers = (f"final validation accuracy 85.0 ± 1.0% over 3 seeds for Adam (lr 0.001, "
+               f"batch_size 64), against {100 * mean:.1f} ± {100 * sd:.1f}% over 3 seeds for SGD "
+               f"(lr 0.05, batch_size 32, momentum 0.9); the {100 * (0.85 - mean):.1f}-point gap")
+    first = paths["summary"].read_text().splitlines()[0]
+    if verdict == "won":
+        assert p < 0.05 and first == (f"Adam won: {numbers} exceeds the seed noise "
+                                      f"(Welch's t-test p = {p:.2g}).")
+    else:
+        assert p > 0.05 and first == (f"Adam and SGD are even within seed noise: {numbers} is "
+                                      f"within the noise (Welch's t-test p = {p:.2g}).")
+    best = json.loads(paths["best_config"].read_text())
+    assert (best["trial_id"], best["seeds"], best["epochs"]) == ("abcde_00000", 3, 4)
+    assert (best["val_accuracy"], best["val_accuracy_sd"]) == pytest.approx((0.85, 0.01))
+    assert "Confirmation trained 4 more runs, 16 epochs." in paths["summary"].read_text()
 
 
 def test_missing_study_skips_its_figures_with_a_note(tmp_path):
@@ -224,20 +280,26 @@ def test_missing_study_skips_its_figures_with_a_note(tmp_path):
     assert (report.write_reports(run_dir)["param_importances"]).is_file()
     (run_dir / "optuna.journal").unlink()
     paths = report.write_reports(run_dir)
-    assert sorted(p.name for p in (run_dir / "figures").iterdir()) == ["accuracy_vs_lr.png",
-                                                                       "learning_curves.png"]
-    assert "param_importances" not in paths and paths["report"].read_text().count("<img ") == 2
+    assert sorted(p.name for p in (run_dir / "figures").iterdir()) == [
+        "accuracy_vs_lr.png", "anytime.png", "learning_curves.png"]
+    assert "param_importances" not in paths and paths["report"].read_text().count("<img ") == 3
     assert "no Optuna study (optuna.journal is missing)" in paths["summary"].read_text()
 
 
-def test_importance_needs_two_completed_trials(tmp_path):
-    """With one completed Optuna trial the importance is left out with a note; the rest is drawn."""
-    one = {t: v for t, v in TRIALS.items() if t != "abcde_00001"}
-    paths = report.write_reports(make_run_dir(tmp_path / "run", trials=one))
+def test_importance_counts_the_trials_asha_stopped(tmp_path):
+    """Importance is fitted on every trial's score at ASHA's first rung, the trials ASHA stopped
+    included; with one such trial it is left out with a note and the rest is drawn."""
+    run_dir = make_run_dir(tmp_path / "run")
+    experiment = load_experiment(run_dir)
+    fidelity, rung = first_rung_study(experiment.study, experiment.run)
+    assert rung == 1
+    assert sorted(t.value for t in fidelity.trials) == [0.4, 0.5, 0.6, 0.7]  # 2 of them PRUNED
+    one = {t: v for t, v in TRIALS.items() if t in ("abcde_00000", "abcde_00004", "abcde_00005")}
+    paths = report.write_reports(make_run_dir(tmp_path / "one", trials=one))
     assert {"optimization_history", "parallel_coordinate"} <= set(paths)
     assert "param_importances" not in paths
-    assert "hyperparameter importance needs 2 completed Optuna trials, the study has 1" \
-        in paths["summary"].read_text()
+    assert "hyperparameter importance needs 2 trials with a score at ASHA's first rung, " \
+           "the study has 1" in paths["summary"].read_text()
 
 
 def test_no_finite_accuracy_reports_without_a_best_config(tmp_path):
@@ -267,12 +329,12 @@ def test_best_config_trains_with_tuning_train(tmp_path):
                       "--data-dir", str(data), "--device", "cpu")
     assert done.returncode == 0, done.stderr
     final = json.loads((run_dir / "final" / "final_metrics.json").read_text())
-    assert len(final["epochs"]) == 3 and final["config"]["optimizer"] == "adam"
+    assert len(final["epochs"]) == 4 and final["config"]["optimizer"] == "adam"
     assert (run_dir / "final" / "model.pt").stat().st_size > 0
     summary = report.write_reports(run_dir)["summary"].read_text().split("\n\n")
     assert summary[1] == ("Final training of the best configuration on the whole training set "
                           f"(final/): {100 * final['test_accuracy']:.1f}% test accuracy "
-                          "after 3 epochs.")
+                          "after 4 epochs (validation accuracy 84.0%).")
 
 
 def test_cli_prints_top_rows_and_paths(tmp_path):
@@ -283,7 +345,7 @@ def test_cli_prints_top_rows_and_paths(tmp_path):
     lines = done.stdout.splitlines()
     assert lines[0] == "Top 5 of 6 trials:"
     assert lines[2].split() == ["1", "abcde_00000", "completed", "adam", "0.001", "64", "-", "4",
-                                "85.00%", "3", "0.1500", "6.0"]
+                                "84.00%", "0.1600", "85.00%", "6.0"]
     assert lines[6].split()[:3] == ["5", "abcde_00004", "diverged"]
     assert "abcde_00005" not in done.stdout.split("Wrote:")[0]
     for name in ("leaderboard.csv", "history.csv", "best_config.json", "summary.md", "report.html",

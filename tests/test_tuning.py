@@ -56,16 +56,23 @@ def data_dir(tmp_path_factory, request):
 
 def test_search_with_asha_records_pruned_and_complete_trials(tmp_path, data_dir):
     """ASHA stops some trials early; the study holds them as PRUNED with their per-epoch values,
-    and trials that ran all epochs as COMPLETE with their best score."""
-    result = run_cli("--space", "tutorial", "--num-samples", 8, "--max-epochs", 4, "--grace-period", 1,
-                     "--reduction-factor", 2, "--data-dir", data_dir, "--val-size", 500,
-                     "--storage-path", tmp_path, "--name", "asha")
+    and trials that ran all epochs as COMPLETE with their last epoch's score. Trial 0 is the
+    tutorial's settings; confirmation trains the best of each optimizer again; the reports agree
+    with the study and say what the search cost."""
+    result = run_cli("--space", "sgd_vs_adam", "--num-samples", 8, "--max-epochs", 4,
+                     "--grace-period", 1, "--reduction-factor", 2, "--confirm-seeds", 2,
+                     "--data-dir", data_dir, "--val-size", 500, "--storage-path", tmp_path,
+                     "--name", "asha")
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "[search] 8 of 8 trials ended" in result.stdout
     run_dir = tmp_path / "asha"
     study = load_study(run_dir)
     states = Counter(t.state for t in study.trials)
     assert len(study.trials) == 8
     assert states[TrialState.PRUNED] >= 1 and states[TrialState.COMPLETE] >= 1, states
+    assert study.trials[0].user_attrs["baseline"] is True
+    assert study.trials[0].params == {"optimizer": "sgd", "lr": 0.001, "momentum": 0.0,
+                                      "batch_size": 64}
     reported = trial_results(run_dir)
     assert len(reported) == 8
     for trial in study.trials:
@@ -74,25 +81,51 @@ def test_search_with_asha_records_pruned_and_complete_trials(tmp_path, data_dir)
         assert sorted(trial.intermediate_values) == epochs
         assert list(trial.intermediate_values.values()) == [r["val_accuracy"] for r in rows]
         if trial.state == TrialState.PRUNED:
-            assert trial.user_attrs["reason"] == "stopped_early" and epochs[-1] < 4
+            assert trial.user_attrs["reason"] == "stopped_by_asha" and epochs[-1] < 4
         else:
             assert trial.state == TrialState.COMPLETE and epochs == [1, 2, 3, 4]
-            assert trial.value == max(r["val_accuracy"] for r in rows)
+            assert trial.value == rows[-1]["val_accuracy"]
     assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
 
     # the reports of the real run agree with the study and with what Ray recorded
     board = pd.read_csv(run_dir / "leaderboard.csv")
     assert list(board["rank"]) == list(range(1, 9))
-    assert list(board["best_val_accuracy"]) == sorted(board["best_val_accuracy"], reverse=True)
+    assert list(board["val_accuracy"]) == sorted(board["val_accuracy"], reverse=True)
     expected = {t.user_attrs["ray_trial_id"]: "completed" if t.state == TrialState.COMPLETE
                 else "stopped_by_asha" for t in study.trials}
     assert dict(zip(board["trial_id"], board["status"])) == expected
+    assert board.loc[board["baseline"], "trial_id"].tolist() == [
+        study.trials[0].user_attrs["ray_trial_id"]]
     assert {"lr", "batch_size", "epochs_run", "best_epoch", "val_loss"} <= set(board.columns)
+
+    confirmed = pd.read_csv(run_dir / "confirmation.csv")
+    assert set(confirmed["optimizer"]) == {"sgd", "adam"}
+    for trial_id, runs in confirmed.groupby("trial_id"):
+        assert sorted(runs["seed"]) == [0, 1] and set(runs["epochs"]) == {4}
+    summary = (run_dir / "summary.md").read_text()
+    answer = summary.splitlines()[0]
+    stats = confirmed.groupby("optimizer")["val_accuracy"].agg(["mean", "std"])
+    for optimizer, (mean, sd) in stats.iterrows():
+        assert f"{100 * mean:.1f} ± {100 * sd:.1f}% over 2 seeds for {optimizer[:1].upper()}" \
+            in answer.replace("SGD", "Sgd"), answer
+    baseline = board[board["baseline"]].iloc[0]
+    assert f"over the tutorial's settings (optimizer sgd, lr 0.001, batch_size 64, momentum 0: " \
+           f"{100 * baseline['val_accuracy']:.1f}% after {baseline['epochs_run']} epochs" in answer
     best = json.loads((run_dir / "best_config.json").read_text())
-    assert best["trial_id"] == board["trial_id"][0]
+    assert best["trial_id"] in set(confirmed["trial_id"]) and best["seeds"] == 2
     parse_config(best, ignore=BOOKKEEPING_KEYS)
-    for name in ("learning_curves", "accuracy_vs_lr", "optimization_history", "summary.md",
-                 "report.html"):
+
+    # what the search cost adds up against history.csv and confirmation.csv
+    history = pd.read_csv(run_dir / "history.csv")
+    stopped = (board["status"] == "stopped_by_asha").sum()
+    planned = board["epochs_planned"].sum()
+    assert len(history) == board["epochs_run"].sum()
+    extra = confirmed[confirmed["run"] == "confirmation"]
+    assert (f"ASHA stopped {stopped} of 8 trials: {len(history)} of {planned} planned epochs run, "
+            f"{100 * (1 - len(history) / planned):.0f}% saved") in summary
+    assert f"Confirmation trained {len(extra)} more runs, {extra['epochs'].sum()} epochs" in summary
+    for name in ("learning_curves", "accuracy_vs_lr", "anytime", "optimization_history",
+                 "param_importances", "summary.md", "report.html"):
         written = list(run_dir.glob(f"**/{name}*"))
         assert written and all(p.stat().st_size > 1000 for p in written), name
 
@@ -105,7 +138,8 @@ def new_search(run_dir):
 
 
 def test_study_search_maps_trial_endings_to_states(tmp_path):
-    """Errored trials FAIL, diverged ones are PRUNED, completed ones COMPLETE with their best value."""
+    """Errored trials FAIL, diverged ones are PRUNED, completed ones COMPLETE with their last
+    epoch's score (the one their config reproduces, not the peak at epoch 2)."""
     search = new_search(tmp_path)
     for tid in ("done", "bad", "nan", "cut"):
         config = search.suggest(tid)
@@ -119,7 +153,7 @@ def test_study_search_maps_trial_endings_to_states(tmp_path):
     search.on_trial_complete("cut", {**row, "epoch": 1, "val_accuracy": 0.4})
     study = optuna.load_study(study_name="s", storage=study_storage(tmp_path))
     trials = {t.user_attrs["ray_trial_id"]: t for t in study.trials}
-    assert trials["done"].state == TrialState.COMPLETE and trials["done"].value == 0.8
+    assert trials["done"].state == TrialState.COMPLETE and trials["done"].value == 0.7
     assert trials["done"].intermediate_values == {1: 0.5, 2: 0.8, 3: 0.7}
     assert trials["bad"].state == TrialState.FAIL and trials["bad"].user_attrs["reason"] == "errored"
     assert trials["nan"].state == TrialState.PRUNED and trials["nan"].user_attrs["reason"] == "diverged"
@@ -232,7 +266,7 @@ def test_resume_after_kill_does_not_repeat_finished_trials(stop, tmp_path, data_
     """Killing the run mid-way (or Ctrl-C) and resuming finishes it: finished trials are not run
     again and unfinished ones continue from their checkpoints, never from epoch 1."""
     args = ["--space", "tutorial", "--num-samples", 6, "--max-epochs", 6, "--grace-period", 6,
-            "--data-dir", data_dir, "--val-size", 500, "--storage-path", tmp_path, "--name", "kill"]
+            "--confirm-seeds", 0, "--data-dir", data_dir, "--val-size", 500, "--storage-path", tmp_path, "--name", "kill"]
     process = subprocess.Popen([sys.executable, "-m", "tuning.run", *map(str, args)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
@@ -361,7 +395,7 @@ def test_search_joins_a_two_node_cluster_and_uses_both_nodes(tmp_path):
         cluster.wait_for_nodes()
         nodes = {cluster.head_node.node_id, *(node.node_id for node in cluster.worker_nodes)}
         result = run_cli("--space", "tutorial", "--num-samples", 2, "--max-epochs", 30,
-                         "--grace-period", 30, "--address", cluster.address, "--data-dir",
+                         "--grace-period", 30, "--confirm-seeds", 0, "--address", cluster.address, "--data-dir",
                          tmp_path / "idx", "--val-size", 500, "--storage-path", tmp_path / "runs",
                          "--name", "cluster")
     finally:

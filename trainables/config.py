@@ -14,7 +14,11 @@ LOSSES = ("cross_entropy", "nll")
 
 
 # what best_config.json holds beside the config: parse_config(raw, ignore=BOOKKEEPING_KEYS)
-BOOKKEEPING_KEYS = ("best_epoch", "val_accuracy", "trial_id")
+# (best_epoch: in files written before the score was the last epoch's)
+BOOKKEEPING_KEYS = ("trial_id", "val_accuracy", "val_accuracy_sd", "seeds", "best_epoch")
+# what a tuning trial's config holds beside the settings: the search's baseline trial is marked
+# "baseline": true, a confirmation run "confirms": the id of the search trial it trains again
+TRIAL_KEYS = ("baseline", "confirms")
 
 
 class ConfigError(ValueError):

@@ -15,7 +15,7 @@ import ray
 import torch
 from ray import tune
 
-from trainables.config import parse_config
+from trainables.config import TRIAL_KEYS, parse_config
 from trainables.data import Split
 from trainables.loop import Trainer, is_diverged, to_device
 
@@ -71,7 +71,7 @@ def train_trial(config: dict[str, Any], data: dict[str, Split]) -> None:
 
 
 def _train(config: dict[str, Any], data: dict[str, Split]) -> None:
-    train_config = parse_config(config)
+    train_config = parse_config(config, ignore=TRIAL_KEYS)
     # Ray logs a line for every checkpoint of every epoch; the progress table says enough
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)

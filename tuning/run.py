@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from search_spaces import SPACES, Space, describe_parameters, get_space
+from search_spaces import (SPACES, Space, baseline_params, compare_choices, describe_parameters,
+                           get_space)
 from results.files import write_json
 from tuning.cli import UsageError, fail
 
@@ -64,6 +65,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--address", default=None,
                    help="join an existing Ray cluster at HOST:PORT or 'auto' (default: $RAY_ADDRESS, "
                         "else start Ray on this machine)")
+    p.add_argument("--confirm-seeds", type=int, default=3,
+                   help="runs per confirmed config, the search's own counting, after the search "
+                        "(0: no confirmation)")
     p.add_argument("--final", action="store_true",
                    help="then train the best config on the whole training set and test it")
     p.add_argument("--smoke-test", action="store_true",
@@ -129,6 +133,7 @@ def validate(args: argparse.Namespace, space: Space) -> None:
         (args.time_budget is None or args.time_budget > 0,
          f"--time-budget must be above 0 seconds, got {args.time_budget}"),
         (args.val_size > 0, f"--val-size must be at least 1, got {args.val_size}"),
+        (args.confirm_seeds >= 0, f"--confirm-seeds must be 0 or more, got {args.confirm_seeds}"),
     ]
     for ok, message in checks:
         if not ok:
@@ -193,9 +198,9 @@ def run_record(args: argparse.Namespace, space: Space, run_dir: Path) -> dict:
         "reduction_factor": args.reduction_factor, "num_samples": args.num_samples,
         "seed": args.seed, "cpus_per_trial": args.cpus_per_trial,
         "gpus_per_trial": args.gpus_per_trial, "max_concurrent": args.max_concurrent,
-        "time_budget": args.time_budget,
+        "time_budget": args.time_budget, "confirm_seeds": args.confirm_seeds,
         "val_size": args.val_size, "study_name": run_dir.name, "storage": STUDY_FILE,
-        "status": "running", "started_at": _now(), "finished_at": None,
+        "status": "running", "phase": "search", "started_at": _now(), "finished_at": None,
     }
 
 
@@ -230,26 +235,37 @@ def start_ray(args: argparse.Namespace) -> None:
                          "has no GPUs; pass --gpus-per-trial 0")
 
 
-def build_tuner(args: argparse.Namespace, run_dir: Path, settings: dict, data: dict):
+def make_trainable(args: argparse.Namespace, data: dict):
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search import ConcurrencyLimiter
 
     from trainables.trainable import train_trial
+
+    return tune.with_resources(tune.with_parameters(train_trial, data=data),
+                               {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial})
+
+
+def build_tuner(args: argparse.Namespace, space: Space, run_dir: Path, settings: dict, data: dict):
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+
+    from tuning.progress import Progress, asha_epochs
+    from tuning.race import RaceScheduler
     from tuning.search import StudySearch
 
-    trainable = tune.with_resources(tune.with_parameters(train_trial, data=data),
-                                    {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial})
+    trainable = make_trainable(args, data)
     if args.resume:
         return tune.Tuner.restore(str(run_dir), trainable=trainable, resume_unfinished=True,
                                   resume_errored=True)
-    searcher = StudySearch(args.space, args.max_epochs, settings, run_dir, METRIC, MODE, args.seed,
-                           study_name=run_dir.name)
-    if args.max_concurrent:
-        searcher = ConcurrencyLimiter(searcher, max_concurrent=args.max_concurrent)
-    scheduler = ASHAScheduler(metric=METRIC, mode=MODE, time_attr="epoch", max_t=args.max_epochs,
-                              grace_period=args.grace_period,
-                              reduction_factor=args.reduction_factor)
+    choices = compare_choices(space, args.max_epochs)
+    study = StudySearch(args.space, args.max_epochs, settings, run_dir, METRIC, MODE, args.seed,
+                        study_name=run_dir.name, compare=space.compare if choices else None,
+                        choices=choices,
+                        baseline=baseline_params(space, args.max_epochs, settings.get("model")))
+    searcher = ConcurrencyLimiter(study, max_concurrent=args.max_concurrent) \
+        if args.max_concurrent else study
+    # each compared value races in its own ASHA rungs; the study hears every ASHA stop
+    scheduler = RaceScheduler(space.compare if choices else None, METRIC, MODE, args.max_epochs,
+                              args.grace_period, args.reduction_factor, on_stop=study.record_stop)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
@@ -261,6 +277,8 @@ def build_tuner(args: argparse.Namespace, run_dir: Path, settings: dict, data: d
             # Ray forces whenever a checkpoint it may delete is still referenced
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=1),  # e.g. a lost node: retry once
+            callbacks=[Progress("search", args.num_samples, METRIC, asha_epochs(
+                args.max_epochs, args.grace_period, args.reduction_factor))],
             verbose=1,
         ),
     )
@@ -295,12 +313,26 @@ def run(args: argparse.Namespace) -> Path:
         record = run_record(args, space, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / RUN_FILE, record)
+    if record.get("phase", "search") == "search":
+        search(args, space, run_dir, record, settings, data)
+    if record.get("phase") == "confirm":
+        confirm(args, run_dir, record, data)
+    return run_dir
 
-    started = time.perf_counter()
-    results = build_tuner(args, run_dir, settings, data).fit()
-    elapsed = time.perf_counter() - started
+
+def _spent(record: dict, key: str, seconds: float) -> None:
+    record[key] = round(record.get(key, 0) + seconds, 1)
+    record["wall_seconds"] = round(record.get("wall_seconds", 0) + seconds, 1)
+
+
+def search(args: argparse.Namespace, space: Space, run_dir: Path, record: dict, settings: dict,
+           data: dict) -> None:
+    """The search phase; on to confirmation (record["phase"]) once every trial has ended."""
     from tuning.search import ended_trials
 
+    started = time.perf_counter()
+    results = build_tuner(args, space, run_dir, settings, data).fit()
+    elapsed = time.perf_counter() - started
     ended, running = ended_trials(run_dir, record["study_name"])
     errored = results.num_errors
     if not running and len(ended) >= record["num_samples"]:
@@ -309,12 +341,37 @@ def run(args: argparse.Namespace) -> Path:
         status, advice = "stopped_at_time_budget", "; the time budget ran out: --resume continues"
     else:
         status, advice = "interrupted", "; interrupted: continue with --resume"
-    record.update(status=status, finished_at=_now(),
-                  wall_seconds=round(record.get("wall_seconds", 0) + elapsed, 1))
+    if status == "finished" and record.get("confirm_seeds"):
+        status, record["phase"] = "running", "confirm"
+    record.update(status=status, finished_at=_now())
+    _spent(record, "search_seconds", elapsed)
     write_json(run_dir / RUN_FILE, record)
     print(f"\n{len(ended)} of {record['num_samples']} trials ended ({errored} errored), "
           f"{running} cut short{advice}.")
-    return run_dir
+
+
+def confirm(args: argparse.Namespace, run_dir: Path, record: dict, data: dict) -> None:
+    """Train the best config of each compared choice again with more seeds (tuning.confirm)."""
+    from results.confirmation import CONFIRM_DIR
+    from tuning.confirm import build_confirmation, configs, finished
+    from tuning.progress import Progress
+
+    planned = configs(run_dir, record["confirm_seeds"])
+    print(f"\nConfirmation: {len(planned)} more runs, {record['confirm_seeds']} per config "
+          "counting the search's own")
+    started = time.perf_counter()
+    if planned:
+        build_confirmation(run_dir, make_trainable(args, data), planned,
+                           args.resume and (run_dir / CONFIRM_DIR).is_dir(),
+                           [Progress("confirmation", len(planned), METRIC,
+                                     sum(c["epochs"] for c in planned) / len(planned))],
+                           trial_dirname).fit()
+    done = finished(run_dir, len(planned))
+    record.update(status="finished" if done else "interrupted", finished_at=_now())
+    _spent(record, "confirm_seconds", time.perf_counter() - started)
+    write_json(run_dir / RUN_FILE, record)
+    if not done:
+        print("Confirmation interrupted: continue with --resume.")
 
 
 def report(run_dir: Path) -> dict[str, Path]:

@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import get_space
+from tuning.race import BASELINE
 
 logger = logging.getLogger(__name__)
 STUDY_FILE = "optuna.journal"
@@ -43,13 +44,22 @@ def ended_trials(run_dir: Path, study_name: str) -> tuple[set[str], int]:
 
 
 class StudySearch(OptunaSearch):
-    """OptunaSearch whose study matches what happened: trials that ASHA stopped early or that
-    diverged end PRUNED with their per-epoch values, errored trials FAIL, and trials that ran
-    all their epochs COMPLETE with their best validation score (Ray's OptunaSearch tells every
-    stopped trial COMPLETE with the score of the epoch it stopped at)."""
+    """OptunaSearch whose study matches what happened: trials that ASHA stopped (told by
+    `record_stop`, also at a rung that was their last planned epoch) or that diverged end PRUNED
+    with their per-epoch values, errored trials FAIL, and trials that ASHA let run their course
+    COMPLETE with the score of their last epoch, the one their config reproduces when trained
+    again (Ray's OptunaSearch tells every stopped trial COMPLETE).
+
+    Trial 0 is the `baseline` (the tutorial's settings) where the space holds it. With `choices`,
+    the values of the compared hyperparameter take turns: each new trial takes the value with the
+    fewest trials so far (the first in `choices` on a tie), so that every value gets an equal
+    share of the trials, give or take one, and TPE tunes the other hyperparameters within each
+    value. A comparison at equal budget cannot be starved by TPE leaning early to one value."""
 
     def __init__(self, space_name: str, max_epochs: int, settings: dict[str, Any], run_dir: Path,
-                 metric: str, mode: str, seed: int, study_name: str) -> None:
+                 metric: str, mode: str, seed: int, study_name: str,
+                 compare: str | None = None, choices: list[Any] | None = None,
+                 baseline: dict[str, Any] | None = None) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             sampler = optuna.samplers.TPESampler(
@@ -62,6 +72,34 @@ class StudySearch(OptunaSearch):
             metric=metric, mode=mode, sampler=sampler, study_name=study_name,
             storage=study_storage(run_dir),
         )
+        self._compare, self._choices, self._baseline = compare, choices, baseline
+        self._asha_stops: dict[str, int] = {}  # trial id -> epoch ASHA stopped it at
+
+    def record_stop(self, trial_id: str, epoch: int) -> None:
+        """ASHA stopped this trial after `epoch` (tuning.race.RaceScheduler calls this)."""
+        self._asha_stops[trial_id] = epoch
+
+    def _next_choice(self, trials: list[optuna.trial.FrozenTrial]) -> Any:
+        """The compared value whose turn it is: the one with the fewest trials so far."""
+        counts = {choice: 0 for choice in self._choices or ()}
+        for trial in trials:
+            value = trial.params.get(self._compare)
+            if value in counts:
+                counts[value] += 1
+        return min(counts, key=counts.__getitem__) if counts else None
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if trial_id not in self._ot_trials:
+            trials = self._ot_study.get_trials(deepcopy=False)
+            turn = self._next_choice(trials)
+            if self._baseline and not trials:
+                self._ot_study.enqueue_trial(self._baseline, user_attrs={BASELINE: True})
+            elif turn is not None:
+                self._ot_study.enqueue_trial({self._compare: turn})
+        config = super().suggest(trial_id)
+        if config is not None and self._ot_trials[trial_id].user_attrs.get(BASELINE):
+            config[BASELINE] = True
+        return config
 
     def restore(self, checkpoint_path: str) -> None:
         super().restore(checkpoint_path)
@@ -109,15 +147,17 @@ class StudySearch(OptunaSearch):
         if result and result.get("epoch") not in reported:
             # Ray hands a trial's last result to on_trial_complete only
             self.on_trial_result(trial_id, result)
-        values = self._ot_study._storage.get_trial(ot_trial._trial_id).intermediate_values.values()
-        best = max(values, default=None) if self._mode == "max" else min(values, default=None)
+        values = self._ot_study._storage.get_trial(ot_trial._trial_id).intermediate_values
+        last = values[max(values)] if values else None
         if error:
             state, value, reason = TrialState.FAIL, None, "errored"
         elif result and result.get("diverged"):
             state, value, reason = TrialState.PRUNED, None, "diverged"
+        elif trial_id in self._asha_stops:
+            state, value, reason = TrialState.PRUNED, None, "stopped_by_asha"
         elif result and result.get("epoch", 0) >= result.get("epochs_planned", math.inf):
-            state, value, reason = TrialState.COMPLETE, best, "completed"
-        else:
+            state, value, reason = TrialState.COMPLETE, last, "completed"
+        else:  # e.g. --max-epochs below the epochs the space planned
             state, value, reason = TrialState.PRUNED, None, "stopped_early"
         ot_trial.set_user_attr("ray_trial_id", trial_id)
         ot_trial.set_user_attr("reason", reason)

@@ -1,0 +1,124 @@
+"""Confirmation over seeds: the best config of each compared choice (the top 3 trials where the
+space compares nothing) trained again with more seeds, and what those runs say.
+
+The runs are Ray trials of their own experiment, RUN_DIR/confirm/, each config's params.json
+holding "confirms": the search trial it trains again, and its "seed". confirmation.csv has one
+row per config per seed, the search trial itself where it ran its planned epochs (seed 0).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from results.experiment import Experiment, _epochs, _read_json, read_results
+from results.leaderboard import settings, top_trial
+from trainables.config import TRIAL_KEYS
+
+CONFIRM_DIR = "confirm"
+CONFIRMS = TRIAL_KEYS[1]
+TOP = 3  # configs confirmed where the space compares nothing
+COLUMNS = ["trial_id", "seed", "run", "status", "epochs", "val_accuracy", "val_loss", "seconds"]
+
+
+def candidates(board: pd.DataFrame, compare: str | None) -> pd.DataFrame:
+    """The search trials to confirm: per value of `compare` its top trial (results.leaderboard
+    .top_trial: the best that ran in full), or the top 3 overall, those that ran in full first."""
+    if compare is not None:
+        picks = [top_trial(rows) for _, rows in board.groupby(compare, sort=False, dropna=False)]
+        return pd.DataFrame([p for p in picks if p is not None])
+    scored = board[board["val_accuracy"].notna()]
+    full = scored["status"] == "completed"
+    return pd.concat([scored[full], scored[~full]]).head(TOP)
+
+
+def plan(experiment: Experiment, board: pd.DataFrame, seeds: int) -> list[dict[str, Any]]:
+    """The configs to train so that each candidate has `seeds` runs of its planned epochs: its
+    search trial counts as one where it ran in full; the others take the next free seeds."""
+    configs = []
+    for _, row in candidates(board, experiment.compare).iterrows():
+        config = settings(experiment, row)
+        have = {config.get("seed", 0)} if row["status"] == "completed" else set()
+        new = [s for s in range(seeds + len(have)) if s not in have][:seeds - len(have)]
+        configs += [{**config, "seed": s, CONFIRMS: str(row["trial_id"])} for s in new]
+    return configs
+
+
+def _status(epochs: list[dict[str, Any]], planned: Any, errored: bool) -> str:
+    if errored:
+        return "errored"
+    if epochs and epochs[-1]["diverged"]:
+        return "diverged"
+    return "completed" if epochs and epochs[-1]["epoch"] >= planned else "unfinished"
+
+
+def _row(trial_id: str, seed: Any, run: str, status: str, epochs: list[dict[str, Any]]) -> dict:
+    last = epochs[-1] if epochs else {}
+    return {"trial_id": trial_id, "seed": seed, "run": run, "status": status,
+            "epochs": last.get("epoch", 0), "val_accuracy": last.get("val_accuracy", math.nan),
+            "val_loss": last.get("val_loss", math.nan),
+            "seconds": round(sum(e["seconds"] for e in epochs), 1)}
+
+
+def confirmation_table(experiment: Experiment, board: pd.DataFrame) -> pd.DataFrame:
+    """One row per confirmed config per seed (COLUMNS, the compared value first); empty before
+    confirmation ran."""
+    rows = []
+    for params_path in sorted((experiment.run_dir / CONFIRM_DIR).glob("*/params.json")):
+        params = _read_json(params_path)
+        trial_id = str(params.get(CONFIRMS))
+        epochs = _epochs(read_results(params_path.parent / "result.json"), trial_id)
+        status = _status(epochs, params.get("epochs", math.inf),
+                         (params_path.parent / "error.txt").is_file())
+        rows.append(_row(trial_id, params.get("seed", 0), "confirmation", status, epochs))
+    confirmed = {r["trial_id"] for r in rows}
+    history = experiment.history
+    for _, trial in board[board["trial_id"].isin(confirmed)].iterrows():
+        if trial["status"] == "completed":  # the search's own run of the config counts
+            epochs = history[history["trial_id"] == trial["trial_id"]].sort_values("epoch")
+            seed = experiment.params[trial["trial_id"]].get("seed", 0)
+            rows.append(_row(trial["trial_id"], seed, "search", "completed",
+                             epochs.to_dict("records")))
+    table = pd.DataFrame(rows, columns=COLUMNS).sort_values(["trial_id", "seed"], kind="stable")
+    compare = experiment.compare
+    if compare is not None:
+        values = board.set_index("trial_id")[compare]
+        table.insert(0, compare, table["trial_id"].map(values))
+    return table.reset_index(drop=True)
+
+
+def stats(table: pd.DataFrame, compare: str | None) -> pd.DataFrame:
+    """Per confirmed config: mean and sample standard deviation of the final validation accuracy
+    over its runs that trained every planned epoch, best mean first; `runs` counts them all."""
+    columns = ([compare] if compare else []) + ["trial_id", "mean", "sd", "seeds", "runs"]
+    if not len(table):
+        return pd.DataFrame(columns=columns)
+    done = table[table["status"] == "completed"]
+    scores = done.groupby("trial_id")["val_accuracy"]
+    out = pd.DataFrame({"mean": scores.mean(), "sd": scores.std(ddof=1), "seeds": scores.size()})
+    out["runs"] = table.groupby("trial_id").size()
+    out = out.reset_index()
+    if compare:
+        out.insert(0, compare, out["trial_id"].map(table.drop_duplicates("trial_id")
+                                                   .set_index("trial_id")[compare]))
+    return out.sort_values("mean", ascending=False, kind="stable")[columns].reset_index(drop=True)
+
+
+def welch_p(table: pd.DataFrame, a: str, b: str) -> float:
+    """Welch's t-test (unequal variances, two-sided) of two configs' final validation
+    accuracies over seeds; NaN when either has fewer than 2 runs or neither varies."""
+    from scipy.stats import ttest_ind
+
+    done = table[table["status"] == "completed"]
+    x = done.loc[done["trial_id"] == a, "val_accuracy"].to_numpy()
+    y = done.loc[done["trial_id"] == b, "val_accuracy"].to_numpy()
+    if len(x) < 2 or len(y) < 2 or (x.std() == 0 and y.std() == 0):
+        return math.nan
+    return float(ttest_ind(x, y, equal_var=False).pvalue)
+
+
+def confirm_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / CONFIRM_DIR

@@ -1,0 +1,239 @@
+"""Answers that hold: the race per compared choice, ASHA's decisions in the study, confirmation
+over seeds, the tutorial's settings as trial 0, and what the search cost."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+from optuna.trial import TrialState
+
+from conftest import make_split, write_idx_files
+from race_spaces import faint_split
+from results.experiment import read_results
+from search_spaces import SPACES, baseline_params
+from tuning.race import RaceScheduler
+from tuning.search import StudySearch, study_storage
+
+TESTS = Path(__file__).resolve().parent
+# tuning.run with the test spaces of race_spaces registered beside the project's own
+RUN_WITH_TEST_SPACES = (f"import sys; sys.path.insert(0, {str(TESTS)!r}); import race_spaces, "
+                        "search_spaces; search_spaces.SPACES.update(race_spaces.SPACES); "
+                        "from tuning.run import main; main(sys.argv[1:])")
+
+
+def run_cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-c", RUN_WITH_TEST_SPACES, *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def load_study(run_dir):
+    return optuna.load_study(study_name=Path(run_dir).name, storage=study_storage(Path(run_dir)))
+
+
+class FakeTrial:
+    """What Ray's schedulers read of a trial: its id and config."""
+
+    def __init__(self, trial_id, config):
+        self.trial_id, self.config = trial_id, config
+
+
+def new_search(run_dir, **kwargs):
+    search = StudySearch("sgd_vs_adam", 12, {"dataset": "fashion_mnist"}, run_dir, "val_accuracy",
+                         "max", seed=0, study_name="s", **kwargs)
+    search.set_search_properties(None, None, {})
+    return search
+
+
+def test_compared_values_take_turns_and_trial_0_is_the_baseline(tmp_path):
+    """The tutorial's settings are trial 0, marked; then the optimizers take turns, so that each
+    has an equal share of the trials (give or take one), however TPE leans."""
+    baseline = baseline_params(SPACES["sgd_vs_adam"], 12)
+    assert baseline == {"optimizer": "sgd", "lr": 0.001, "momentum": 0.0, "batch_size": 64}
+    search = new_search(tmp_path, compare="optimizer", choices=["sgd", "adam"], baseline=baseline)
+    configs = [search.suggest(f"t{i}") for i in range(12)]
+    assert configs[0] == {**baseline, "dataset": "fashion_mnist", "epochs": 12, "baseline": True}
+    assert not any(c.get("baseline") for c in configs[1:])
+    assert configs[1]["optimizer"] == "adam"  # the baseline was SGD's turn
+    for n in range(1, 13):
+        counts = Counter(c["optimizer"] for c in configs[:n])
+        assert abs(counts["sgd"] - counts["adam"]) <= 1, (n, counts)
+    study = optuna.load_study(study_name="s", storage=study_storage(tmp_path))
+    assert study.trials[0].user_attrs == {"baseline": True}
+
+
+def test_spaces_that_cannot_express_the_tutorial_have_no_baseline():
+    """schedules (SGD lr from 0.01) and cnn (another model) do not hold the tutorial's settings."""
+    assert baseline_params(SPACES["schedules"], 12) is None
+    assert baseline_params(SPACES["cnn"], 6) is None
+    assert baseline_params(SPACES["sgd_vs_adam"], 12, model="cnn") is None
+    assert baseline_params(SPACES["tutorial"], 10) == {"lr": 0.001, "batch_size": 64}
+
+
+def test_a_short_trial_asha_stops_at_its_last_epoch_is_pruned(tmp_path):
+    """ASHA's decision, not the epoch count, says PRUNED: a trial planned for 2 epochs that ASHA
+    stops at its rung 2 is PRUNED; one it lets through ends COMPLETE with its last epoch's score."""
+    search = new_search(tmp_path)
+    race = RaceScheduler("optimizer", "val_accuracy", "max", max_t=4, grace_period=2,
+                         reduction_factor=2, on_stop=search.record_stop)
+    trials = {}
+    for trial_id in ("good", "short"):
+        config = search.suggest(trial_id)
+        config["optimizer"] = "adam"  # one race
+        trials[trial_id] = FakeTrial(trial_id, config)
+        race.on_trial_add(None, trials[trial_id])
+
+    def report(trial_id, epoch, accuracy, planned):
+        result = {"epoch": epoch, "val_accuracy": accuracy, "epochs_planned": planned,
+                  "diverged": False}
+        decision = race.on_trial_result(None, trials[trial_id], result)
+        if decision == "STOP" or epoch == planned:
+            search.on_trial_complete(trial_id, result)
+        else:
+            search.on_trial_result(trial_id, result)
+        return decision
+
+    assert [report("good", e, a, 4) for e, a in [(1, 0.5), (2, 0.8), (3, 0.85)]] == ["CONTINUE"] * 3
+    assert report("good", 4, 0.84, 4) == "STOP"  # max_t: the end of its course
+    assert report("short", 1, 0.4, 2) == "CONTINUE"
+    assert report("short", 2, 0.6, 2) == "STOP"  # below the rung's cut-off, at its last epoch
+    trials = {t.user_attrs["ray_trial_id"]: t
+              for t in optuna.load_study(study_name="s", storage=study_storage(tmp_path)).trials}
+    assert trials["short"].state == TrialState.PRUNED
+    assert trials["short"].user_attrs["reason"] == "stopped_by_asha"
+    assert trials["good"].state == TrialState.COMPLETE and trials["good"].value == 0.84
+    assert race.rungs()["optimizer='adam'"][2] == {"good": 0.8, "short": 0.6}
+
+
+@pytest.fixture(scope="module")
+def faint_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("faint")
+    write_idx_files(directory, faint_split(3000, seed=3), faint_split(500, seed=4))
+    return directory
+
+
+RACE = ["--num-samples", 4, "--max-concurrent", 1, "--val-size", 400]
+
+
+@pytest.mark.slow
+def test_plain_asha_cuts_the_slow_starter(tmp_path, faint_dir):
+    """Under plain ASHA, SGD's warm-up loses every first rung to Adam: no SGD trial reaches
+    max_t, although SGD ends higher (the next test)."""
+    result = run_cli("--space", "slow_starter_plain", *RACE, "--confirm-seeds", 0, "--data-dir",
+                     faint_dir, "--storage-path", tmp_path, "--name", "plain")
+    assert result.returncode == 0, result.stderr[-3000:]
+    board = pd.read_csv(tmp_path / "plain" / "leaderboard.csv")
+    sgd = board[board["optimizer"] == "sgd"]
+    assert len(sgd) == 2 and set(sgd["status"]) == {"stopped_by_asha"}
+    assert set(sgd["epochs_run"]) == {2}
+    assert board["optimizer"].iloc[0] == "adam"
+
+
+@pytest.mark.slow
+def test_race_trains_the_slow_starter_to_the_end_and_confirms_it_wins(tmp_path, faint_dir):
+    """Racing each optimizer in its own rungs, SGD's best trial trains to max_t, confirmation
+    runs it and Adam's best with two more seeds each, and the answer names SGD the winner with
+    the mean and sd of those runs."""
+    result = run_cli("--space", "slow_starter", *RACE, "--confirm-seeds", 3, "--data-dir",
+                     faint_dir, "--storage-path", tmp_path, "--name", "race")
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = tmp_path / "race"
+    board = pd.read_csv(run_dir / "leaderboard.csv")
+    sgd = board[board["optimizer"] == "sgd"]
+    assert (sgd["epochs_run"] == 6).any() and "completed" in set(sgd["status"])
+
+    confirmed = pd.read_csv(run_dir / "confirmation.csv")
+    assert set(confirmed["optimizer"]) == {"sgd", "adam"}
+    for trial_id, runs in confirmed.groupby("trial_id"):
+        assert sorted(runs["seed"]) == [0, 1, 2] and set(runs["epochs"]) == {6}
+        assert Counter(runs["run"]) == {"search": 1, "confirmation": 2}
+    means = confirmed.groupby("optimizer")["val_accuracy"].agg(["mean", "std"])
+    answer = (run_dir / "summary.md").read_text().splitlines()[0]
+    assert answer.startswith("SGD won: final validation accuracy "), answer
+    for optimizer in ("sgd", "adam"):
+        mean, sd = means.loc[optimizer]
+        assert f"{100 * mean:.1f} ± {100 * sd:.1f}% over 3 seeds for " \
+               f"{'SGD' if optimizer == 'sgd' else 'Adam'}" in answer
+    assert "Welch's t-test p = " in answer
+    best = json.loads((run_dir / "best_config.json").read_text())
+    assert best["optimizer"] == "sgd" and best["seeds"] == 3 and best["epochs"] == 6
+    assert best["val_accuracy"] == pytest.approx(means.loc["sgd", "mean"])
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
+
+
+@pytest.mark.slow
+def test_resume_continues_a_run_interrupted_during_confirmation(tmp_path):
+    """Ctrl-C while confirmation trains, then --resume: the confirmation runs continue from their
+    checkpoints (no epoch twice) and the run ends finished with every seed of every config."""
+    write_idx_files(tmp_path / "idx", make_split(5000, seed=1), make_split(500, seed=2))
+    args = ["--space", "sgd_vs_adam", "--num-samples", 3, "--max-epochs", 12, "--grace-period", 12,
+            "--confirm-seeds", 2, "--data-dir", tmp_path / "idx", "--val-size", 500, "--storage-path", tmp_path,
+            "--name", "conf"]
+    process = subprocess.Popen([sys.executable, "-m", "tuning.run", *map(str, args)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    confirm = tmp_path / "conf" / "confirm"
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and process.poll() is None:
+            rows = [read_results(p) for p in confirm.glob("*/result.json")]
+            if any(r and r[-1]["epoch"] <= 6 for r in rows):
+                break
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)  # as a terminal's Ctrl-C
+        process.wait(timeout=120)
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
+    run = json.loads((tmp_path / "conf" / "run.json").read_text())
+    assert (run["status"], run["phase"]) == ("interrupted", "confirm")
+    cut = [r for r in map(read_results, confirm.glob("*/result.json")) if r[-1]["epoch"] < 12]
+    assert cut, "no confirmation run was cut short by the interrupt"
+
+    result = subprocess.run([sys.executable, "-m", "tuning.run", "--space", "sgd_vs_adam",
+                             "--resume", "--name", "conf", "--data-dir", tmp_path / "idx",
+                             "--storage-path", tmp_path], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((tmp_path / "conf" / "run.json").read_text())["status"] == "finished"
+    for path in confirm.glob("*/result.json"):
+        epochs = [r["epoch"] for r in read_results(path)]
+        assert epochs == list(range(1, 13)), f"{path.parent.name} repeated or lost epochs: {epochs}"
+    table = pd.read_csv(tmp_path / "conf" / "confirmation.csv")
+    assert table.groupby("trial_id")["seed"].apply(sorted).tolist() == [[0, 1]] * 2
+    assert set(table["status"]) == {"completed"}
+
+
+class Ended:
+    """What Progress reads of a trial: its status and last result."""
+
+    def __init__(self, status, epoch, accuracy):
+        self.status, self.last_result = status, {"epoch": epoch, "val_accuracy": accuracy}
+
+
+def test_progress_line_tells_trials_epochs_best_and_time_left(capsys, monkeypatch):
+    """A line per ended trial: ended of total, epochs run, the best score of an ended trial, and
+    the epochs still expected (ASHA's mean per trial, here 4) at the pace so far."""
+    from tuning import progress
+
+    assert progress.asha_epochs(12, 2, 3) == pytest.approx(2 + 4 / 3 + 6 / 9)
+    clock = iter([100.0, 130.0])
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    line = progress.Progress("search", 5, "val_accuracy", progress.asha_epochs(12, 2, 3))
+    line.setup()
+    trials = [Ended("TERMINATED", 2, 0.8), Ended("TERMINATED", 6, 0.85), Ended("RUNNING", 3, 0.9)]
+    line.on_trial_complete(0, trials, trials[1])
+    # 11 epochs in 30 s; 2 trials to start at 4 epochs each, the running one 1 more
+    expected_left = (2 * 4 + 1) * 30 / 11
+    assert capsys.readouterr().out == (f"[search] 2 of 5 trials ended, 11 epochs run, best so far "
+                                       f"85.0%, about {expected_left:.0f} s left\n")
