@@ -9,7 +9,6 @@ row per config per seed, the search trial itself where it ran its planned epochs
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -118,7 +117,3 @@ def welch_p(table: pd.DataFrame, a: str, b: str) -> float:
     if len(x) < 2 or len(y) < 2 or (x.std() == 0 and y.std() == 0):
         return math.nan
     return float(ttest_ind(x, y, equal_var=False).pvalue)
-
-
-def confirm_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / CONFIRM_DIR

@@ -327,6 +327,7 @@ def test_resume_after_kill_does_not_repeat_finished_trials(stop, tmp_path, data_
     (["--space", "nope"], "unknown space 'nope'; known spaces: "),
     (["--space", "sgd_vs_adam", "--num-samples", "0"], "--num-samples must be at least 1"),
     (["--space", "sgd_vs_adam", "--max-epochs", "0"], "--max-epochs must be at least 1"),
+    (["--space", "sgd_vs_adam", "--confirm-seeds", "-1"], "--confirm-seeds must be 0 or more"),
     (["--space", "sgd_vs_adam", "--max-epochs", "3", "--grace-period", "5"],
      "--grace-period 5 is above --max-epochs 3"),
     (["--space", "sgd_vs_adam", "--address", "127.0.0.1:1"], "cannot reach a Ray cluster at 127.0.0.1:1"),
