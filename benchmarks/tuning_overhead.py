@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
+
 from results.experiment import load_experiment
 
 
@@ -35,6 +37,10 @@ def summarize(run_dir: Path, command_seconds: float | None) -> None:
         concurrency = min(concurrency, run["max_concurrent"])
     own = trials["seconds"].sum()
     ideal = own.sum() / concurrency
+    confirmation = run_dir / "confirmation.csv"  # its runs' own time counts in the whole command
+    confirmed = pd.read_csv(confirmation) if confirmation.is_file() else None
+    extra = 0.0 if confirmed is None else \
+        confirmed.loc[confirmed["run"] == "confirmation", "seconds"].sum() / concurrency
     fit = run.get("search_seconds", run["wall_seconds"])
     peaks, anon, pss = (trials[k].max().sort_values().tolist()
                         for k in ("peak_rss_mb", "anon_mb", "pss_mb"))
@@ -48,8 +54,11 @@ def summarize(run_dir: Path, command_seconds: float | None) -> None:
           + (f"; confirmation {run['confirm_seconds']:.1f} s more" if run.get("confirm_seconds")
              else ""))
     print(f"ideal        {ideal:7.1f} s = {own.sum():.1f} s of trials' own training / {concurrency}")
+    if extra:
+        print(f"             confirmation's ideal {extra:.1f} s more")
     print(f"overhead     {fit / ideal:7.2f}x ideal for Tuner.fit"
-          + (f", {command_seconds / ideal:.2f}x for the whole command" if command_seconds else ""))
+          + (f", {command_seconds / (ideal + extra):.2f}x for the whole command"
+             if command_seconds else ""))
     print(f"throughput   {len(own) / fit * 60:7.1f} trials per minute, "
           f"{len(history) / fit * 60:.1f} epochs per minute")
     print(f"memory       peak resident per trial process: max {peaks[-1]:.0f} MiB, "

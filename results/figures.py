@@ -240,8 +240,10 @@ def _importance_note(study: Any) -> str:
     return ""
 
 
-def study_figures(study: Any, directory: Path) -> tuple[dict[str, Path], list[str]]:
-    """Optuna's own matplotlib plots of the study; a note for each one that cannot be drawn."""
+def study_figures(study: Any, directory: Path,
+                  rung: int | None = None) -> tuple[dict[str, Path], list[str]]:
+    """Optuna's own matplotlib plots of the study (of scores at epoch `rung`, said in their
+    titles, where given); a note for each one that cannot be drawn."""
     import matplotlib
     import matplotlib.pyplot as plt
     from optuna.trial import TrialState
@@ -263,6 +265,9 @@ def study_figures(study: Any, directory: Path) -> tuple[dict[str, Path], list[st
                     warnings.simplefilter("ignore")  # ExperimentalWarning, few-trial warnings
                     ax = plot(study)
                     ax.figure.set_size_inches(9, 4.5)
+                    if rung is not None:
+                        ax.set_title(f"{ax.get_title()}\nscore: validation accuracy at epoch "
+                                     f"{rung}, ASHA's first rung", fontsize=11)
                     written[name] = _save(ax.figure, directory / f"{name}.png")
             except Exception as err:  # optuna refuses some studies; the rest of the report stands
                 why = str(err).strip() or type(err).__name__
@@ -297,7 +302,8 @@ def write_figures(experiment: Experiment, board: pd.DataFrame,
         notes.append(f"{why}: the optimisation history, importance and parallel coordinates "
                      "are skipped")
     else:
-        drawn, more = study_figures(first_rung_study(study, experiment.run)[0], directory)
+        fidelity, rung = first_rung_study(study, experiment.run)
+        drawn, more = study_figures(fidelity, directory, rung)
         written.update(drawn)
         notes += more
     for stem in FIGURES.keys() - written.keys():  # a figure of an earlier report must not linger
