@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 
 from results.experiment import Experiment
-from trainables.config import BOOKKEEPING_KEYS, KEYS
+from trainables.config import KEYS
 
 LEADING = ("rank", "trial_id", "status", "baseline")
 TRAILING = ("epochs_run", "epochs_planned", "val_accuracy", "val_loss", "train_loss",
@@ -112,10 +112,12 @@ def best_config(experiment: Experiment, board: pd.DataFrame,
     """The winner's config for tuning.train, plus BOOKKEEPING_KEYS: the config with the best
     confirmed mean over seeds where `confirmed` (results.confirmation.stats) has one, else the
     top trial that ran in full; None when no trial reached a finite validation accuracy."""
+    confirmed = confirmed[confirmed["mean"].notna()] if confirmed is not None else None
     if confirmed is not None and len(confirmed):
         best = confirmed.iloc[0]
         row = board.set_index("trial_id", drop=False).loc[best["trial_id"]]
-        score = {"val_accuracy": float(best["mean"]), "val_accuracy_sd": float(best["sd"]),
+        score = {"val_accuracy": float(best["mean"]),
+                 "val_accuracy_sd": float(best["sd"]) if pd.notna(best["sd"]) else None,
                  "seeds": int(best["seeds"])}
     else:
         row = top_trial(board)

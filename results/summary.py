@@ -205,7 +205,9 @@ def confirmation_display(experiment: Experiment, confirmed: pd.DataFrame) -> pd.
         rows.append({**({experiment.compare: str(row[experiment.compare])}
                         if experiment.compare else {}),
                      "trial_id": row["trial_id"],
-                     "mean ± sd": f"{100 * row['mean']:.2f} ± {100 * row['sd']:.2f}%",
+                     "mean ± sd": f"{100 * row['mean']:.2f}"
+                                  + (f" ± {100 * row['sd']:.2f}" if pd.notna(row["sd"]) else "")
+                                  + "%",
                      "seeds": ", ".join(f"{s}: {_pct(a) if pd.notna(a) else st}" for s, a, st in
                                         zip(runs["seed"], runs["val_accuracy"], runs["status"]))})
     return pd.DataFrame(rows)
