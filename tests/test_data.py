@@ -261,3 +261,14 @@ def test_split_validation_rejects_bad_sizes(generate, val_size):
     """A validation size that leaves either part empty is a DataError."""
     with pytest.raises(DataError, match="validation size must be between 1 and 99"):
         split_validation(generate(100), val_size=val_size)
+
+
+def test_label_file_with_an_image_magic_number_names_it(tmp_path, splits, write_dataset,
+                                                         encode_idx):
+    """A labels file holding images (magic 0x00000803) says so, not a size it cannot have."""
+    paths = write_dataset(tmp_path, *splits)
+    paths[1].write_bytes(encode_idx(splits[0].images))
+    with pytest.raises(DataError, match=re.escape(
+            f"{paths[1]} has the magic number 0x00000803 (an IDX file of 3 dimensions), expected "
+            "0x00000801 for labels: is it the right file?")):
+        load_dataset("fashion_mnist", tmp_path, download=False, system_dirs=())

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import ToTensor
 
 from trainables.config import parse_config
-from trainables.data import DataError, load_dataset
+from trainables.data import DataError, load_dataset, split_validation
 from trainables.loop import Trainer, evaluate, inputs, is_diverged, to_device, train_epoch
 from trainables.models import MLP
 
@@ -221,3 +221,28 @@ def test_tutorial_learning_curve_on_real_data():
 def test_is_diverged(train_loss, loss, diverged):
     """A run has diverged when its training or held-out loss is not finite."""
     assert is_diverged({"train_loss": train_loss, "loss": loss}) is diverged
+
+
+@pytest.mark.parametrize("device", [
+    "cpu",
+    pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
+        not torch.cuda.is_available(), reason="needs a CUDA GPU; this machine has none")]),
+])
+def test_checkpoint_saved_on_the_device_restores_there(tmp_path, generate, device):
+    """A shuffled, scheduled trial's checkpoint saved on its device loads back (onto the CPU,
+    weights only) into a Trainer on that device and trains on exactly as one never stopped."""
+    from trainables.trainable import STATE_FILE, load_state
+
+    torch.set_num_threads(1)
+    train, val = split_validation(generate(400, seed=5), 100)
+    data = to_device(train, device), to_device(val, device)
+    config = parse_config({"optimizer": "adam", "lr": 0.002, "batch_size": 32, "epochs": 3,
+                           "schedule": "cosine", "shuffle": True})
+    first = Trainer(config, device)
+    first.fit_epoch(*data)
+    torch.save(first.state_dict(), tmp_path / STATE_FILE)
+    resumed = Trainer(config, device)
+    resumed.load_state_dict(load_state(tmp_path))
+    assert resumed.fit_epoch(*data)["train_loss"] == pytest.approx(
+        first.fit_epoch(*data)["train_loss"])
+    assert next(resumed.model.parameters()).device.type == device

@@ -102,3 +102,20 @@ def test_bad_config_process_exits_2_without_traceback(tmp_path):
     assert done.stderr == "python -m tuning.train: error: lr must be greater than 0, got 0\n"
     assert done.stdout == ""
     assert not (tmp_path / "out").exists()
+
+
+def test_a_cuda_device_the_machine_lacks_is_one_line(tmp_path, monkeypatch, capsys):
+    """--device cuda:7 on a machine with one GPU is a one-line error, exit 2, before training."""
+    import torch
+
+    write_config(tmp_path, '{"optimizer": "sgd", "lr": 0.1}')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(SystemExit) as caught:
+        main(["--config", "cfg.json", "--output", "out", "--device", "cuda:7"])
+    assert caught.value.code == 2
+    assert capsys.readouterr().err == (
+        "python -m tuning.train: error: --device cuda:7 asked for, but this machine has 1 CUDA "
+        "device (cuda:0)\n")
+    assert not (tmp_path / "out").exists()

@@ -266,7 +266,8 @@ def test_resume_after_kill_does_not_repeat_finished_trials(stop, tmp_path, data_
     """Killing the run mid-way (or Ctrl-C) and resuming finishes it: finished trials are not run
     again and unfinished ones continue from their checkpoints, never from epoch 1."""
     args = ["--space", "tutorial", "--num-samples", 6, "--max-epochs", 6, "--grace-period", 6,
-            "--confirm-seeds", 0, "--data-dir", data_dir, "--val-size", 500, "--storage-path", tmp_path, "--name", "kill"]
+            "--confirm-seeds", 0, "--final", "--data-dir", data_dir, "--val-size", 500,
+            "--storage-path", tmp_path, "--name", "kill"]
     process = subprocess.Popen([sys.executable, "-m", "tuning.run", *map(str, args)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
@@ -297,6 +298,7 @@ def test_resume_after_kill_does_not_repeat_finished_trials(stop, tmp_path, data_
         assert cut, "no trial was cut short by the interrupt"
         assert set(board[board["trial_id"].isin(cut)]["status"]) == {"unfinished"}
         assert "stopped_by_asha" not in set(board["status"])
+        assert not (run_dir / "final").exists()  # --final waits for a finished search
     before = trial_results(run_dir)
     done_before = {t: len(r) for t, r in before.items() if r[-1]["epoch"] == 6}
     assert len(done_before) >= 2, "the run ended before it could be killed mid-way"
@@ -328,6 +330,10 @@ def test_resume_after_kill_does_not_repeat_finished_trials(stop, tmp_path, data_
     (["--space", "sgd_vs_adam", "--num-samples", "0"], "--num-samples must be at least 1"),
     (["--space", "sgd_vs_adam", "--max-epochs", "0"], "--max-epochs must be at least 1"),
     (["--space", "sgd_vs_adam", "--confirm-seeds", "-1"], "--confirm-seeds must be 0 or more"),
+    (["--space", "sgd_vs_adam", "--reduction-factor", "0"],
+     "--reduction-factor must be 2 or more, got 0"),
+    (["--space", "sgd_vs_adam", "--cpus-per-trial", "64"],
+     f"--cpus-per-trial 64 is more than this machine has ({os.cpu_count()} CPUs)"),
     (["--space", "sgd_vs_adam", "--max-epochs", "3", "--grace-period", "5"],
      "--grace-period 5 is above --max-epochs 3"),
     (["--space", "sgd_vs_adam", "--address", "127.0.0.1:1"], "cannot reach a Ray cluster at 127.0.0.1:1"),
@@ -347,6 +353,19 @@ def test_bad_input_is_one_line_and_exit_code_2(args, message, tmp_path, monkeypa
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr[-2000:]
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["empty"]
+
+
+@pytest.mark.parametrize("uri", ["s3://bucket/runs", "file:///tmp/runs"])
+def test_storage_uris_are_refused_in_one_line(uri, tmp_path):
+    """A storage URI is a one-line error, not a local folder named like it (s3:/bucket/runs)."""
+    result = subprocess.run([sys.executable, "-m", "tuning.run", "--space", "sgd_vs_adam",
+                             "--storage-path", uri], capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"python -m tuning.run: error: --storage-path {uri}: URIs are not supported; give a "
+        "folder (on a cluster, one that every node mounts at the same path)"]
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.gpu
@@ -396,9 +415,9 @@ def test_search_joins_a_two_node_cluster_and_uses_both_nodes(tmp_path):
         cluster.wait_for_nodes()
         nodes = {cluster.head_node.node_id, *(node.node_id for node in cluster.worker_nodes)}
         result = run_cli("--space", "tutorial", "--num-samples", 2, "--max-epochs", 30,
-                         "--grace-period", 30, "--confirm-seeds", 0, "--address", cluster.address, "--data-dir",
-                         tmp_path / "idx", "--val-size", 500, "--storage-path", tmp_path / "runs",
-                         "--name", "cluster")
+                         "--grace-period", 30, "--confirm-seeds", 0, "--address", cluster.address,
+                         "--data-dir", tmp_path / "idx", "--val-size", 500, "--storage-path",
+                         tmp_path / "runs", "--name", "cluster")
     finally:
         cluster.shutdown()
     assert result.returncode == 0, result.stderr[-3000:]

@@ -52,8 +52,12 @@ def default_data_dir() -> Path:
     return Path(cache) / "raytune-torch" / "data"
 
 
-def read_idx(path: Path) -> torch.Tensor:
-    """Read an IDX file of unsigned bytes (optionally gzipped), checking its header against its size."""
+KINDS = {3: "images", 1: "labels"}  # what an IDX file of that many dimensions holds here
+
+
+def read_idx(path: Path, ndim: int | None = None) -> torch.Tensor:
+    """Read an IDX file of unsigned bytes (optionally gzipped), checking its header against its
+    size, and its number of dimensions against `ndim` where given."""
     try:
         raw = path.read_bytes()
         if raw[:2] == b"\x1f\x8b":
@@ -62,6 +66,10 @@ def read_idx(path: Path) -> torch.Tensor:
         raise DataError(f"cannot read {path}: {err} (the file is corrupt or truncated; delete it)") from None
     if len(raw) < 4 or raw[:3] != b"\x00\x00\x08" or not 1 <= raw[3] <= 3:
         raise DataError(f"{path} is not an IDX file of unsigned bytes (bad header); delete it")
+    if ndim is not None and raw[3] != ndim:
+        raise DataError(f"{path} has the magic number 0x{int.from_bytes(raw[:4], 'big'):08x} (an "
+                        f"IDX file of {raw[3]} dimensions), expected 0x{0x800 + ndim:08x} for "
+                        f"{KINDS.get(ndim, f'{ndim} dimensions')}: is it the right file?")
     ndim = raw[3]
     header = 4 + 4 * ndim
     if len(raw) < header:
@@ -90,7 +98,7 @@ def _split_files(directory: Path, split: str) -> tuple[Path, Path] | None:
 
 
 def _load_split(images_path: Path, labels_path: Path) -> Split:
-    images, labels = read_idx(images_path), read_idx(labels_path)
+    images, labels = read_idx(images_path, ndim=3), read_idx(labels_path, ndim=1)
     if images.dim() != 3 or tuple(images.shape[1:]) != (28, 28):
         raise DataError(f"{images_path} holds shape {tuple(images.shape)}, expected (N, 28, 28)")
     if labels.dim() != 1 or len(labels) != len(images):

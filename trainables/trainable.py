@@ -51,6 +51,13 @@ def release_memory() -> None:
         pass
 
 
+def load_state(directory: Path) -> dict[str, Any]:
+    """A trial's checkpoint, read onto the CPU: the shuffling generator's state must stay there
+    (Generator.set_state refuses a CUDA tensor), and the model and optimizer states move to the
+    trial's device as Trainer.load_state_dict copies them into its parameters."""
+    return torch.load(directory / STATE_FILE, map_location="cpu", weights_only=True)
+
+
 def trial_device() -> str:
     """The GPU Ray assigned this trial, if any; Ray sets CUDA_VISIBLE_DEVICES to it."""
     return "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
@@ -81,8 +88,7 @@ def _train(config: dict[str, Any], data: dict[str, Split]) -> None:
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
-            state = torch.load(Path(directory) / STATE_FILE, map_location=device, weights_only=False)
-        trainer.load_state_dict(state)
+            trainer.load_state_dict(load_state(Path(directory)))
     train_xy, val_xy = to_device(data["train"], device), to_device(data["val"], device)
     node_id = ray.get_runtime_context().get_node_id()
 

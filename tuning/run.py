@@ -57,8 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                                  "(default: a per-user cache folder)")
     p.add_argument("--val-size", type=int, default=10_000,
                    help="images split off the training set for validation")
-    p.add_argument("--storage-path", type=Path, default=Path("runs"),
-                   help="where runs are written; shared storage on a cluster")
+    p.add_argument("--storage-path", default="runs",
+                   help="folder runs are written to; on a cluster one every node mounts")
     p.add_argument("--name", help="run name (default: SPACE-DATE-TIME; with --resume: the newest run "
                                   "of the space)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
@@ -115,7 +115,8 @@ def validate(args: argparse.Namespace, space: Space) -> None:
     args.max_epochs = args.max_epochs if args.max_epochs is not None else b.max_epochs
     args.grace_period = args.grace_period if args.grace_period is not None else min(
         b.grace_period, args.max_epochs)
-    args.reduction_factor = args.reduction_factor or b.reduction_factor
+    if args.reduction_factor is None:
+        args.reduction_factor = b.reduction_factor
     if args.smoke_test:
         args.num_samples, args.max_epochs, args.grace_period = 4, 2, 1
     checks = [
@@ -138,7 +139,16 @@ def validate(args: argparse.Namespace, space: Space) -> None:
     for ok, message in checks:
         if not ok:
             raise UsageError(message)
-    if args.gpus_per_trial and not (args.address or os.environ.get("RAY_ADDRESS")):
+    if "://" in str(args.storage_path):
+        raise UsageError(f"--storage-path {args.storage_path}: URIs are not supported; give a "
+                         "folder (on a cluster, one that every node mounts at the same path)")
+    address = args.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        check_address(address)
+    elif args.cpus_per_trial > (os.cpu_count() or 1):  # a Ray of our own has this machine's CPUs
+        raise UsageError(f"--cpus-per-trial {args.cpus_per_trial:g} is more than this machine has "
+                         f"({os.cpu_count()} CPUs)")
+    if args.gpus_per_trial and not address:
         import torch
 
         if not torch.cuda.is_available():
@@ -165,7 +175,7 @@ def _fixed_settings(space: Space, max_epochs: int) -> dict[str, Any]:
 
 def resolve_run_dir(args: argparse.Namespace) -> Path:
     """The run directory, absolute: trials run in directories of their own."""
-    storage = args.storage_path.expanduser().resolve()
+    storage = Path(args.storage_path).expanduser().resolve()
     if not args.resume:
         name = args.name or f"{args.space}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
         run_dir = storage / name
@@ -217,7 +227,6 @@ def start_ray(args: argparse.Namespace) -> None:
 
     address = args.address or os.environ.get("RAY_ADDRESS")
     if address:
-        check_address(address)
         try:
             ray.init(address=address, log_to_driver=True)
         except Exception as err:  # ray raises ConnectionError, RuntimeError, ValueError here
@@ -233,6 +242,15 @@ def start_ray(args: argparse.Namespace) -> None:
         ray.shutdown()
         raise UsageError(f"--gpus-per-trial {args.gpus_per_trial:g} asked for, but the Ray cluster "
                          "has no GPUs; pass --gpus-per-trial 0")
+    # a trial no node can hold would wait for ever on Ray's insufficient-resources warning
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    for flag, key, want in (("--cpus-per-trial", "CPU", args.cpus_per_trial),
+                            ("--gpus-per-trial", "GPU", args.gpus_per_trial)):
+        most = max((n.get(key, 0) for n in nodes), default=0)
+        if want > most:
+            ray.shutdown()
+            raise UsageError(f"{flag} {want:g} is more than any node of the Ray cluster has "
+                             f"({most:g} {key}s)")
 
 
 def make_trainable(args: argparse.Namespace, data: dict):
@@ -384,13 +402,20 @@ def report(run_dir: Path) -> dict[str, Path]:
     return paths
 
 
-def final_training(args: argparse.Namespace, run_dir: Path) -> None:
+def final_training(args: argparse.Namespace, run_dir: Path) -> bool:
+    """Train best_config.json on the whole training set, for a finished run only: a half-finished
+    search's best is not the answer yet."""
     from tuning.train import default_device, read_config, train
 
+    status = json.loads((run_dir / RUN_FILE).read_text())["status"]
+    if status != "finished":
+        print(f"\nNo final training: the run is {status}; --resume --final finishes it first")
+        return False
     config = read_config(run_dir / "best_config.json")
     print(f"\nFinal training of the best config for {config.epochs} epochs on the whole training set")
     result = train(config, run_dir / "final", args.data_dir, default_device())
     print(f"Final test accuracy {100 * result['test_accuracy']:.2f}%")
+    return True
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -413,8 +438,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         run_dir = run(args)
         report(run_dir)
-        if args.final:
-            final_training(args, run_dir)
+        if args.final and final_training(args, run_dir):
             report(run_dir)
     except (UsageError, ConfigError) as err:
         fail(PROG, str(err))

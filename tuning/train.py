@@ -49,6 +49,20 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def check_device(device: str) -> None:
+    """A one-line ConfigError for a device this machine does not have."""
+    if not device.startswith("cuda"):
+        return
+    if not torch.cuda.is_available():
+        raise ConfigError(f"--device {device} asked for, but no CUDA device is available")
+    index = device.partition(":")[2]
+    count = torch.cuda.device_count()
+    if index and (not index.isdigit() or int(index) >= count):
+        have = ", ".join(f"cuda:{i}" for i in range(count))
+        raise ConfigError(f"--device {device} asked for, but this machine has {count} CUDA "
+                          f"device{'s' if count != 1 else ''} ({have})")
+
+
 def plot_curve(epochs: list[dict[str, Any]], path: Path, title: str) -> None:
     import matplotlib
 
@@ -135,8 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         config = read_config(args.config)
-        if args.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ConfigError(f"--device {args.device} asked for, but no CUDA device is available")
+        check_device(args.device)
         output = args.output or default_output(args.config)
         started = time.perf_counter()
         result = train(config, output, args.data_dir, args.device)
