@@ -9,16 +9,16 @@ row per config per seed, the search trial itself where it ran its planned epochs
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from results.experiment import Experiment, _epochs, _read_json, read_results
 from results.leaderboard import settings, top_trial
-from trainables.config import TRIAL_KEYS
+from trainables.config import CONFIRMS
 
 CONFIRM_DIR = "confirm"
-CONFIRMS = TRIAL_KEYS[1]
 TOP = 3  # configs confirmed where the space compares nothing
 COLUMNS = ["trial_id", "seed", "run", "status", "epochs", "val_accuracy", "val_loss", "seconds"]
 
@@ -62,17 +62,24 @@ def _row(trial_id: str, seed: Any, run: str, status: str, epochs: list[dict[str,
             "seconds": round(sum(e["seconds"] for e in epochs), 1)}
 
 
-def confirmation_table(experiment: Experiment, board: pd.DataFrame) -> pd.DataFrame:
-    """One row per confirmed config per seed (COLUMNS, the compared value first); empty before
-    confirmation ran."""
+def confirmation_runs(run_dir: Path) -> list[dict[str, Any]]:
+    """One row (COLUMNS) per confirmation run in RUN_DIR/confirm/, with its status: completed,
+    diverged, errored, or unfinished while it has planned epochs to go."""
     rows = []
-    for params_path in sorted((experiment.run_dir / CONFIRM_DIR).glob("*/params.json")):
+    for params_path in sorted((Path(run_dir) / CONFIRM_DIR).glob("*/params.json")):
         params = _read_json(params_path)
         trial_id = str(params.get(CONFIRMS))
         epochs = _epochs(read_results(params_path.parent / "result.json"), trial_id)
         status = _status(epochs, params.get("epochs", math.inf),
                          (params_path.parent / "error.txt").is_file())
         rows.append(_row(trial_id, params.get("seed", 0), "confirmation", status, epochs))
+    return rows
+
+
+def confirmation_table(experiment: Experiment, board: pd.DataFrame) -> pd.DataFrame:
+    """One row per confirmed config per seed (COLUMNS, the compared value first); empty before
+    confirmation ran."""
+    rows = confirmation_runs(experiment.run_dir)
     confirmed = {r["trial_id"] for r in rows}
     history = experiment.history
     for _, trial in board[board["trial_id"].isin(confirmed)].iterrows():

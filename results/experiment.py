@@ -19,9 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from trainables.config import KEYS, TRIAL_KEYS
-
-BASELINE = TRIAL_KEYS[0]  # params.json of the search's baseline trial holds "baseline": true
+from trainables.config import BASELINE, KEYS
 
 STATUSES = ("completed", "stopped_by_asha", "diverged", "errored", "unfinished")
 METRICS = ("val_accuracy", "val_loss", "train_loss", "lr", "seconds", "diverged")

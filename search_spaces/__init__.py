@@ -67,6 +67,11 @@ def _probe(space: Space, max_epochs: int, probes: int = 64):
         study.tell(trial, 0.0)
 
 
+def fixed_settings(space: Space, max_epochs: int) -> dict[str, Any]:
+    """The settings the space fixes for every trial (model, epochs, ...), from one probe."""
+    return next(_probe(space, max_epochs, probes=1))[1]
+
+
 def describe_parameters(space: Space, max_epochs: int | None = None) -> dict[str, str]:
     """Each parameter the space can set, with its distribution(s) or value."""
     seen: dict[str, set[str]] = {}
@@ -147,7 +152,7 @@ def baseline_params(space: Space, max_epochs: int, model: str | None = None) -> 
         fixed = space.define(trial, max_epochs) or {}
     except _NotInSpace:
         return None
-    settings = {"model": model or fixed.get("model", "mlp"), **fixed, **trial.params}
+    settings = {"model": model or "mlp", **fixed, **trial.params}
     if any(settings.get(k, TUTORIAL[k]) != TUTORIAL[k] for k in TUTORIAL):
         return None
     return trial.params

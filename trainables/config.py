@@ -18,7 +18,8 @@ LOSSES = ("cross_entropy", "nll")
 BOOKKEEPING_KEYS = ("trial_id", "val_accuracy", "val_accuracy_sd", "seeds", "best_epoch")
 # what a tuning trial's config holds beside the settings: the search's baseline trial is marked
 # "baseline": true, a confirmation run "confirms": the id of the search trial it trains again
-TRIAL_KEYS = ("baseline", "confirms")
+BASELINE, CONFIRMS = "baseline", "confirms"
+TRIAL_KEYS = (BASELINE, CONFIRMS)
 
 
 class ConfigError(ValueError):

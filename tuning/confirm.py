@@ -9,8 +9,8 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
-from results.confirmation import CONFIRM_DIR, plan
-from results.experiment import load_experiment, read_results
+from results.confirmation import CONFIRM_DIR, confirmation_runs, plan
+from results.experiment import load_experiment
 from results.leaderboard import leaderboard
 
 
@@ -22,17 +22,8 @@ def configs(run_dir: Path, seeds: int) -> list[dict[str, Any]]:
 
 def finished(run_dir: Path, expected: int) -> bool:
     """Every confirmation run has ended: trained its planned epochs, diverged or errored."""
-    trial_dirs = [p.parent for p in (run_dir / CONFIRM_DIR).glob("*/params.json")]
-    if len(trial_dirs) < expected:
-        return False
-    for trial_dir in trial_dirs:
-        rows = read_results(trial_dir / "result.json")
-        last = rows[-1] if rows else {}
-        ended = (last.get("epoch", 0) >= last.get("epochs_planned", 1) or last.get("diverged")
-                 or (trial_dir / "error.txt").is_file())
-        if not ended:
-            return False
-    return True
+    runs = confirmation_runs(run_dir)
+    return len(runs) >= expected and all(r["status"] != "unfinished" for r in runs)
 
 
 class Listed(Searcher):

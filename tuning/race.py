@@ -14,9 +14,7 @@ from typing import Any
 
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
-from trainables.config import TRIAL_KEYS
-
-BASELINE = TRIAL_KEYS[0]
+from trainables.config import BASELINE
 
 
 def lane(config: dict[str, Any], compare: str | None) -> str | None:
@@ -36,7 +34,7 @@ class RaceScheduler(FIFOScheduler):
                  on_stop: Callable[[str, int], None] | None = None) -> None:
         super().__init__()
         self._compare = compare
-        self._metric, self._mode, self._max_t = metric, mode, max_t
+        self._metric, self._max_t = metric, max_t
         self._asha = dict(time_attr="epoch", metric=metric, mode=mode, max_t=max_t,
                           grace_period=grace_period, reduction_factor=reduction_factor)
         self._on_stop = on_stop

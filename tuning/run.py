@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from search_spaces import (SPACES, Space, baseline_params, compare_choices, describe_parameters,
-                           get_space)
+                           fixed_settings, get_space)
 from results.files import write_json
 from tuning.cli import UsageError, fail
 
@@ -154,7 +154,7 @@ def validate(args: argparse.Namespace, space: Space) -> None:
         if not torch.cuda.is_available():
             raise UsageError(f"--gpus-per-trial {args.gpus_per_trial:g} asked for, but this machine "
                              "has no CUDA device; pass --gpus-per-trial 0")
-    fixed_model = _fixed_settings(space, args.max_epochs).get("model")
+    fixed_model = fixed_settings(space, args.max_epochs).get("model")
     if args.model is not None:
         from trainables.models import MODELS
 
@@ -164,13 +164,6 @@ def validate(args: argparse.Namespace, space: Space) -> None:
             raise UsageError(f"space {space.name!r} trains model {fixed_model!r}; "
                              f"--model {args.model} applies to spaces that leave it open")
     args.model = args.model or fixed_model  # None: the space leaves it open and none was given
-
-
-def _fixed_settings(space: Space, max_epochs: int) -> dict[str, Any]:
-    import optuna
-
-    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
-    return space.define(trial, max_epochs) or {}
 
 
 def resolve_run_dir(args: argparse.Namespace) -> Path:

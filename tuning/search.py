@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import get_space
-from tuning.race import BASELINE
+from trainables.config import BASELINE
 
 logger = logging.getLogger(__name__)
 STUDY_FILE = "optuna.journal"
