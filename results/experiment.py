@@ -112,16 +112,18 @@ def epochs_planned(params: dict[str, Any], run: dict[str, Any]) -> float:
     return min(planned) if planned else math.nan
 
 
-# why a trial ended, as the study records it (tuning.search), and its status here
+# why a trial ended, as the study records it (tuning.search), and its status here; a trial the
+# study holds as running (cut short, or a retry of an errored one) is unfinished
 STUDY_REASONS = {"completed": "completed", "stopped_by_asha": "stopped_by_asha",
-                 "diverged": "diverged", "errored": "errored"}
+                 "diverged": "diverged", "errored": "errored", "running": "unfinished"}
 
 
 def trial_status(errored: bool, epochs: list[dict[str, Any]], planned: float,
                  run_status: Any, reason: str | None = None) -> str:
     """Why a trial ended: as the study recorded it where it did (ASHA may stop a trial at a rung
-    that is also its last planned epoch), else from what is on disk (see STATUSES)."""
-    if reason in STUDY_REASONS and not (errored and reason != "errored"):
+    that is also its last planned epoch; a trial that errored once and recovered completed),
+    else from what is on disk (see STATUSES)."""
+    if reason in STUDY_REASONS:
         return STUDY_REASONS[reason]
     if errored:
         return "errored"
@@ -193,22 +195,18 @@ def load_experiment(run_dir: Path) -> Experiment:
         if trial_id in params_by_id:  # ids must be unique to join trials with their history
             trial_id = trial_dir.name
         epochs = _epochs(results, trial_id)
-        errored = (trial_dir / "error.txt").is_file()
+        failed, error = failures(trial_dir)
         planned = epochs_planned(params, run)
-        status = trial_status(errored, epochs, planned, run.get("status"), reasons.get(trial_id))
-        error = ""
-        if errored:
-            lines = [ln for ln in (trial_dir / "error.txt").read_text(errors="replace").splitlines()
-                     if ln.strip()]
-            error = lines[-1].strip() if lines else "error.txt is empty"
+        status = trial_status(failed > 0, epochs, planned, run.get("status"), reasons.get(trial_id))
         trials.append({"trial_id": trial_id, "trial_dir": trial_dir.name, "status": status,
-                       "baseline": bool(params.pop(BASELINE, False)),
-                       "epochs_planned": planned, "error": error})
+                       "baseline": bool(params.pop(BASELINE, False)), "epochs_planned": planned,
+                       "retries": failed - (status == "errored"),
+                       "error": error if status == "errored" else ""})
         history.extend(epochs)
         params_by_id[trial_id] = params
     order, dtypes = _param_columns(list(params_by_id.values()))
     table = pd.DataFrame(trials, columns=["trial_id", "trial_dir", "status", "baseline",
-                                          "epochs_planned", "error"])
+                                          "epochs_planned", "retries", "error"])
     table["epochs_planned"] = table["epochs_planned"].astype("Float64").round().astype("Int64")
     values = pd.DataFrame([{k: _cell(p.get(k)) for k in order} for p in params_by_id.values()],
                           columns=order)
@@ -222,11 +220,31 @@ def load_experiment(run_dir: Path) -> Experiment:
 
 
 def study_reasons(study: Any) -> dict[str, str]:
-    """Why each Ray trial ended, by trial id, as the run's study recorded it ({} without one)."""
+    """Why each Ray trial ended, by trial id, as the run's study recorded it, "running" where it
+    has not ended ({} without a study). The last study trial of a Ray trial tells: a retry of an
+    errored trial continues it. Trials the study handed out that Ray never ran are left out."""
     if study is None:
         return {}
-    return {t.user_attrs["ray_trial_id"]: t.user_attrs.get("reason")
-            for t in study.get_trials(deepcopy=False) if "ray_trial_id" in t.user_attrs}
+    from optuna.trial import TrialState
+
+    reasons = {}
+    for trial in study.get_trials(deepcopy=False):
+        reason = trial.user_attrs.get("reason")
+        if "ray_trial_id" in trial.user_attrs and reason != "lost_in_crash":
+            running = trial.state == TrialState.RUNNING
+            reasons[trial.user_attrs["ray_trial_id"]] = "running" if running else reason
+    return reasons
+
+
+def failures(trial_dir: Path) -> tuple[int, str]:
+    """How often Ray saw the trial fail (error.txt gains a "Failure # N" header each time, also
+    for a failure the trial recovered from), and the last line of the last failure."""
+    path = trial_dir / "error.txt"
+    if not path.is_file():
+        return 0, ""
+    lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    count = sum(ln.startswith("Failure # ") for ln in lines)
+    return max(count, 1), lines[-1] if lines else "error.txt is empty"
 
 
 def load_study(run_dir: Path, run: dict[str, Any]) -> tuple[Any, str]:

@@ -17,6 +17,8 @@ Columns of leaderboard.csv, in this order:
     best_val_accuracy  its highest validation accuracy at any epoch
     best_epoch         the epoch it reached best_val_accuracy at
     train_seconds      training and evaluation seconds summed over the epochs run
+    retries            how often Ray started the trial again after a failure (a lost worker or
+                       node, or --resume retrying an errored trial)
     trial_dir          the trial's directory inside RUN_DIR
 """
 
@@ -32,7 +34,7 @@ from trainables.config import KEYS
 
 LEADING = ("rank", "trial_id", "status", "baseline")
 TRAILING = ("epochs_run", "epochs_planned", "val_accuracy", "val_loss", "train_loss",
-            "best_val_accuracy", "best_epoch", "train_seconds", "trial_dir")
+            "best_val_accuracy", "best_epoch", "train_seconds", "retries", "trial_dir")
 
 
 def _finite(values: pd.Series) -> pd.Series:
@@ -64,7 +66,7 @@ def leaderboard(experiment: Experiment) -> pd.DataFrame:
     history = experiment.history.sort_values(["trial_id", "epoch"])
     rows = [_scores(history[history["trial_id"] == trial_id])
             for trial_id in experiment.trials["trial_id"]]
-    columns = [c for c in TRAILING if c not in ("epochs_planned", "trial_dir")]
+    columns = [c for c in TRAILING if c not in ("epochs_planned", "retries", "trial_dir")]
     board = pd.concat([experiment.trials.reset_index(drop=True),
                        pd.DataFrame(rows, columns=columns)], axis=1)
     board["best_epoch"] = board["best_epoch"].astype("Int64")

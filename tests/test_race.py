@@ -66,7 +66,7 @@ def test_compared_values_take_turns_and_trial_0_is_the_baseline(tmp_path):
         counts = Counter(c["optimizer"] for c in configs[:n])
         assert abs(counts["sgd"] - counts["adam"]) <= 1, (n, counts)
     study = optuna.load_study(study_name="s", storage=study_storage(tmp_path))
-    assert study.trials[0].user_attrs == {"baseline": True}
+    assert study.trials[0].user_attrs == {"baseline": True, "ray_trial_id": "t0"}
 
 
 def test_spaces_that_cannot_express_the_tutorial_have_no_baseline():
@@ -82,7 +82,7 @@ def test_a_short_trial_asha_stops_at_its_last_epoch_is_pruned(tmp_path):
     stops at its rung 2 is PRUNED; one it lets through ends COMPLETE with its last epoch's score."""
     search = new_search(tmp_path)
     race = RaceScheduler("optimizer", "val_accuracy", "max", max_t=4, grace_period=2,
-                         reduction_factor=2, on_stop=search.record_stop)
+                         reduction_factor=2, study=search)
     trials = {}
     for trial_id in ("good", "short"):
         config = search.suggest(trial_id)
@@ -110,6 +110,41 @@ def test_a_short_trial_asha_stops_at_its_last_epoch_is_pruned(tmp_path):
     assert trials["short"].user_attrs["reason"] == "stopped_by_asha"
     assert trials["good"].state == TrialState.COMPLETE and trials["good"].value == 0.84
     assert race.rungs()["optimizer='adam'"][2] == {"good": 0.8, "short": 0.6}
+
+
+def test_resumed_rungs_hold_the_scores_recorded_before_the_interruption(tmp_path):
+    """Ray rebuilds the scheduler empty on a resume; its rungs are filled from the study, so that
+    a trial below a rung's cut-off is stopped after the resume as it would be without one."""
+    search = new_search(tmp_path)
+    before = RaceScheduler(None, "val_accuracy", "max", max_t=4, grace_period=1,
+                           reduction_factor=2, study=search)
+    scores = {"a": [0.9, 0.92], "b": [0.8, 0.85], "c": [0.85]}
+    for trial_id, values in scores.items():
+        trial = FakeTrial(trial_id, search.suggest(trial_id))
+        before.on_trial_add(None, trial)
+        for epoch, accuracy in enumerate(values, start=1):
+            result = {"epoch": epoch, "val_accuracy": accuracy, "epochs_planned": 4,
+                      "diverged": False}
+            before.on_trial_result(None, trial, result)
+            search.on_trial_result(trial_id, result)
+    recorded = before.rungs()["all"]
+
+    def first_result_after_resume(study):
+        resumed = RaceScheduler(None, "val_accuracy", "max", max_t=4, grace_period=1,
+                                reduction_factor=2, study=study)
+        for trial_id in scores:  # Ray adds the restored trials first
+            resumed.on_trial_add(None, FakeTrial(trial_id, search._ot_trials[trial_id].params))
+        late = FakeTrial("d", search.suggest("d"))
+        resumed.on_trial_add(None, late)
+        result = {"epoch": 1, "val_accuracy": 0.5, "epochs_planned": 4, "diverged": False}
+        return resumed, resumed.on_trial_result(None, late, result)
+
+    resumed, decision = first_result_after_resume(search)
+    assert recorded == {1: {"a": 0.9, "b": 0.8, "c": 0.85}, 2: {"a": 0.92, "b": 0.85}, 4: {}}
+    assert resumed.rungs()["all"] == {**recorded, 1: {**recorded[1], "d": 0.5}}
+    assert decision == "STOP"
+    _, forgetful = first_result_after_resume(None)  # rungs not rebuilt: the first at each passes
+    assert forgetful == "CONTINUE"
 
 
 @pytest.fixture(scope="module")

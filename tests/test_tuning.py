@@ -15,45 +15,16 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from results.experiment import read_results
+from runs import data_dir, load_study, run_cli, trial_results  # noqa: F401 (a fixture)
 from search_spaces import SPACES
 from trainables.config import BOOKKEEPING_KEYS, parse_config
 from trainables.data import split_validation
 from trainables.loop import Trainer, to_device
+from tuning.run import main
 from tuning.search import StudySearch, study_storage
 
-pytestmark = pytest.mark.slow
 
-
-def run_cli(*args, timeout=300, **kwargs):
-    return subprocess.run([sys.executable, "-m", "tuning.run", *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout, **kwargs)
-
-
-def trial_results(run_dir):
-    """Each trial directory's reported rows, keyed by trial id."""
-    rows = {}
-    for path in Path(run_dir).glob("trial_*/result.json"):
-        lines = read_results(path)
-        if lines:
-            rows[lines[0]["trial_id"]] = lines
-    return rows
-
-
-def load_study(run_dir):
-    return optuna.load_study(study_name=Path(run_dir).name, storage=study_storage(Path(run_dir)))
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory, request):
-    """3,000 training and 500 test images of the learnable generated kind, as IDX files."""
-    from conftest import make_split, write_idx_files
-
-    directory = tmp_path_factory.mktemp("idx")
-    write_idx_files(directory, make_split(3000, seed=1), make_split(500, seed=2))
-    return directory
-
-
+@pytest.mark.slow
 def test_search_with_asha_records_pruned_and_complete_trials(tmp_path, data_dir):
     """ASHA stops some trials early; the study holds them as PRUNED with their per-epoch values,
     and trials that ran all epochs as COMPLETE with their last epoch's score. Trial 0 is the
@@ -209,6 +180,7 @@ def small_data(n=1500):
     return {"train": train, "val": val}
 
 
+@pytest.mark.slow
 def test_diverging_trial_ends_cleanly_while_others_finish(local_ray, tmp_path):
     """A learning rate that blows the loss up ends its trial as diverged, not as an error."""
     from ray import tune
@@ -229,6 +201,7 @@ def test_diverging_trial_ends_cleanly_while_others_finish(local_ray, tmp_path):
     assert by_lr[0.05].metrics["val_accuracy"] > 0.5
 
 
+@pytest.mark.slow
 def test_checkpoint_restores_the_trial_state(local_ray, tmp_path):
     """A trial's checkpoint holds model, optimizer, schedule and shuffling state: training on from
     it gives the same weights as training straight through."""
@@ -261,6 +234,7 @@ def test_checkpoint_restores_the_trial_state(local_ray, tmp_path):
         {**straight.fit_epoch(train_xy, val_xy), "seconds": pytest.approx(0, abs=60)})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["killed", "ctrl-c"])
 def test_resume_after_kill_does_not_repeat_finished_trials(stop, tmp_path, data_dir):
     """Killing the run mid-way (or Ctrl-C) and resuming finishes it: finished trials are not run
@@ -337,37 +311,53 @@ def test_resume_after_kill_does_not_repeat_finished_trials(stop, tmp_path, data_
     (["--space", "sgd_vs_adam", "--max-epochs", "3", "--grace-period", "5"],
      "--grace-period 5 is above --max-epochs 3"),
     (["--space", "sgd_vs_adam", "--address", "127.0.0.1:1"], "cannot reach a Ray cluster at 127.0.0.1:1"),
+    (["--space", "sgd_vs_adam", "--address", "127.0.0.1:1", "--data-dir", "{tmp}/nothing",
+      "--dataset", "mnist"], "cannot reach a Ray cluster at 127.0.0.1:1"),  # before the data
     (["--space", "cnn", "--model", "mlp"], "space 'cnn' trains model 'cnn'"),
     (["--space", "sgd_vs_adam", "--resume", "--name", "empty"], "is not a tuning run that can be resumed"),
     (["--space", "sgd_vs_adam", "--resume"], "no run of space 'sgd_vs_adam' to resume"),
     (["--space", "sgd_vs_adam", "--data-dir", "{tmp}/nothing", "--dataset", "mnist"], "mnist not found in"),
 ])
-def test_bad_input_is_one_line_and_exit_code_2(args, message, tmp_path, monkeypatch):
-    """A user's mistake ends in one line naming it, exit code 2, no traceback and no run written."""
+def test_bad_input_is_one_line_and_exit_code_2(args, message, tmp_path, monkeypatch, capsys):
+    """A user's mistake ends in one line naming it, exit code 2, no traceback and no run written,
+    before Ray starts."""
     (tmp_path / "runs" / "empty").mkdir(parents=True)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     # no network here: the MNIST download fails at once, as it would offline
-    result = run_cli(*args, "--storage-path", tmp_path / "runs", timeout=120)
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], result.stderr[-2000:]
+    with pytest.raises(SystemExit) as exit:
+        main([*args, "--storage-path", str(tmp_path / "runs")])
+    assert exit.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], lines
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["empty"]
+    import ray
+
+    assert not ray.is_initialized()
+
+
+def test_a_mistake_ends_the_process_in_one_line_without_traceback(tmp_path):
+    """The command itself, as a user runs it: exit code 2 and one line on stderr."""
+    result = run_cli("--space", "nope", "--storage-path", tmp_path, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"python -m tuning.run: error: unknown space 'nope'; known spaces: {', '.join(SPACES)}"]
 
 
 @pytest.mark.parametrize("uri", ["s3://bucket/runs", "file:///tmp/runs"])
-def test_storage_uris_are_refused_in_one_line(uri, tmp_path):
+def test_storage_uris_are_refused_in_one_line(uri, tmp_path, monkeypatch, capsys):
     """A storage URI is a one-line error, not a local folder named like it (s3:/bucket/runs)."""
-    result = subprocess.run([sys.executable, "-m", "tuning.run", "--space", "sgd_vs_adam",
-                             "--storage-path", uri], capture_output=True, text=True, timeout=120,
-                            cwd=tmp_path)
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit:
+        main(["--space", "sgd_vs_adam", "--storage-path", uri])
+    assert exit.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
         f"python -m tuning.run: error: --storage-path {uri}: URIs are not supported; give a "
         "folder (on a cluster, one that every node mounts at the same path)"]
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; this machine has none")
 def test_fractional_gpus_per_trial(tmp_path, data_dir):
@@ -383,25 +373,28 @@ def test_fractional_gpus_per_trial(tmp_path, data_dir):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
-def test_gpus_requested_without_gpus_is_an_error(tmp_path):
+def test_gpus_requested_without_gpus_is_an_error(tmp_path, capsys):
     """Asking for GPUs on a machine without any is one line and exit code 2."""
-    result = run_cli("--space", "sgd_vs_adam", "--gpus-per-trial", "0.5", "--storage-path", tmp_path)
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
+    with pytest.raises(SystemExit) as exit:
+        main(["--space", "sgd_vs_adam", "--gpus-per-trial", "0.5", "--storage-path",
+              str(tmp_path)])
+    assert exit.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
         "python -m tuning.run: error: --gpus-per-trial 0.5 asked for, but this machine has no CUDA "
         "device; pass --gpus-per-trial 0"]
 
 
-def test_list_spaces_prints_names_descriptions_and_parameters():
+def test_list_spaces_prints_names_descriptions_and_parameters(capsys):
     """--list-spaces shows every space with its description, budget and parameters."""
-    result = run_cli("--list-spaces")
-    assert result.returncode == 0
+    main(["--list-spaces"])
+    out = capsys.readouterr().out
     for space in SPACES.values():
-        assert f"{space.name}: {space.description}" in result.stdout
-    assert "lr            float log-uniform [0.0001, 0.01] | float log-uniform [0.001, 0.3]" in result.stdout
+        assert f"{space.name}: {space.description}" in out
+    assert "lr            float log-uniform [0.0001, 0.01] | float log-uniform [0.001, 0.3]" in out
     assert {"sgd_vs_adam", "tutorial", "optimizers", "schedules", "cnn"} <= set(SPACES)
 
 
+@pytest.mark.slow
 def test_search_joins_a_two_node_cluster_and_uses_both_nodes(tmp_path):
     """With --address, trials run on a two-node Ray cluster, on both of its nodes."""
     from conftest import make_split, write_idx_files

@@ -139,13 +139,14 @@ def find_files(directories: list[Path]) -> tuple[tuple[Path, Path], tuple[Path, 
     return None
 
 
-def load_dataset(
+def find_dataset(
     dataset: str = "fashion_mnist",
     data_dir: Path | str | None = None,
     download: bool = True,
     system_dirs: tuple[Path, ...] | None = None,
-) -> tuple[Split, Split]:
-    """Return the (train, test) splits, looking in the data directory, the system copy, then downloading."""
+) -> tuple[tuple[Path, Path], tuple[Path, Path]]:
+    """The ((train images, labels), (test images, labels)) files: in the data directory, the
+    system copy, else downloaded; a DataError saying where it looked when there are none."""
     if dataset not in DATASET_CLASSES:
         raise DataError(f"unknown dataset {dataset!r}; known: {', '.join(DATASET_CLASSES)}")
     data_dir = Path(data_dir).expanduser().resolve() if data_dir else default_data_dir()
@@ -166,7 +167,18 @@ def load_dataset(
             f"{dataset} not found in {', '.join(str(d) for d in searched)} ({download_error}); "
             f"to fix:{package} pass --data-dir DIR pointing at a folder with the four IDX files"
         )
-    return _load_split(*paths[0]), _load_split(*paths[1])
+    return paths
+
+
+def load_dataset(
+    dataset: str = "fashion_mnist",
+    data_dir: Path | str | None = None,
+    download: bool = True,
+    system_dirs: tuple[Path, ...] | None = None,
+) -> tuple[Split, Split]:
+    """Return the (train, test) splits, looking in the data directory, the system copy, then downloading."""
+    train, test = find_dataset(dataset, data_dir, download, system_dirs)
+    return _load_split(*train), _load_split(*test)
 
 
 def split_validation(train: Split, val_size: int = 10_000, seed: int = 0) -> tuple[Split, Split]:

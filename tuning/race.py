@@ -5,16 +5,23 @@ Plain ASHA compares every trial with every other at each rung. When one choice s
 short-horizon bias. Here a trial is compared only with trials that share its value of the space's
 COMPARE hyperparameter, so every choice has trials trained to the full budget. The baseline trial
 (the tutorial's settings) is never stopped: its score is the one the winner is measured against.
+
+Ray does not save a scheduler's state; a resumed run rebuilds each lane's rungs from the study,
+which holds every trial's score at every epoch, so that it stops the trials an uninterrupted run
+would have stopped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import copy
+from typing import TYPE_CHECKING, Any
 
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
 from trainables.config import BASELINE
+
+if TYPE_CHECKING:
+    from tuning.search import StudySearch
 
 
 def lane(config: dict[str, Any], compare: str | None) -> str | None:
@@ -26,18 +33,18 @@ def lane(config: dict[str, Any], compare: str | None) -> str | None:
 
 
 class RaceScheduler(FIFOScheduler):
-    """One ASHA (time attribute "epoch") per lane; `on_stop(trial_id, epoch)` hears each trial
-    that ASHA stops before max_t, so that the study can tell it from a trial that ran its course."""
+    """One ASHA (time attribute "epoch") per lane. The `study` hears each trial that ASHA stops
+    before max_t, so that it can tell it from a trial that ran its course; it also holds the
+    scores the rungs are rebuilt from, and the trials that ended, which are not run again."""
 
     def __init__(self, compare: str | None, metric: str, mode: str, max_t: int, grace_period: int,
-                 reduction_factor: float,
-                 on_stop: Callable[[str, int], None] | None = None) -> None:
+                 reduction_factor: float, study: StudySearch | None = None) -> None:
         super().__init__()
         self._compare = compare
-        self._metric, self._max_t = metric, max_t
+        self._metric, self._mode, self._max_t = metric, mode, max_t
         self._asha = dict(time_attr="epoch", metric=metric, mode=mode, max_t=max_t,
                           grace_period=grace_period, reduction_factor=reduction_factor)
-        self._on_stop = on_stop
+        self._study = study
         self.lanes: dict[str, AsyncHyperBandScheduler] = {}
         self._lane_of: dict[str, str] = {}  # trial id -> lane, for the trials racing now
 
@@ -46,14 +53,36 @@ class RaceScheduler(FIFOScheduler):
         return {name: {milestone: dict(recorded) for milestone, recorded in asha._brackets[0]._rungs}
                 for name, asha in self.lanes.items()}
 
+    def _new_lane(self, name: str) -> AsyncHyperBandScheduler:
+        """A lane's ASHA, its rungs holding the scores the study recorded for the lane's trials
+        (none in a new run): at each milestone, the score at that epoch, as ASHA records it."""
+        asha = AsyncHyperBandScheduler(**self._asha)
+        sign = 1 if self._mode == "max" else -1
+        for trial_id, config, values in self._study.scores() if self._study else ():
+            if lane(config, self._compare) == name:
+                for milestone, recorded in asha._brackets[0]._rungs:
+                    if milestone in values:
+                        recorded[trial_id] = sign * values[milestone]
+        return asha
+
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        follow_moved_run(getattr(tune_controller, "search_alg", None), trial)
         name = lane(trial.config, self._compare)
         if name is None:
             return
         if name not in self.lanes:
-            self.lanes[name] = AsyncHyperBandScheduler(**self._asha)
+            self.lanes[name] = self._new_lane(name)
         self._lane_of[trial.trial_id] = name
         self.lanes[name].on_trial_add(tune_controller, trial)
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Any:
+        """FIFO, but a trial the study holds as ended is stopped instead: after a crash, Ray's
+        last snapshot may still list it as running."""
+        if self._study is not None:
+            for trial in tune_controller.get_trials():
+                if trial.status == "PENDING" and self._study.ended(trial.trial_id):
+                    tune_controller.stop_trial(trial)
+        return super().choose_trial_to_run(tune_controller)
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
         name = self._lane_of.get(trial.trial_id)
@@ -62,8 +91,8 @@ class RaceScheduler(FIFOScheduler):
         decision = self.lanes[name].on_trial_result(tune_controller, trial, result)
         epoch = result.get("epoch")
         if decision == TrialScheduler.STOP and epoch is not None and epoch < self._max_t:
-            if self._on_stop is not None:
-                self._on_stop(trial.trial_id, int(epoch))
+            if self._study is not None:
+                self._study.record_stop(trial.trial_id, int(epoch))
         return decision
 
     def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> None:
@@ -79,3 +108,19 @@ class RaceScheduler(FIFOScheduler):
     def debug_string(self) -> str:
         return "Racing " + ", ".join(f"{name} ({asha._num_stopped} stopped)"
                                      for name, asha in self.lanes.items())
+
+
+def follow_moved_run(search_alg: Any, trial: Any) -> None:
+    """Trials created after a run directory was moved go where the restored ones go. Tune
+    restores its search generator with the storage the experiment was started in, and new
+    trials would fail to set up storage at the old path (Ray 2.60); this points it where Tune
+    points the restored trials, as Tune itself does for those."""
+    experiment = getattr(search_alg, "_experiment", None)
+    storage = experiment.spec.get("storage") if experiment is not None else None
+    if storage is None or storage.experiment_fs_path == trial.storage.experiment_fs_path:
+        return
+    moved = copy.copy(storage)
+    moved.storage_filesystem = trial.storage.storage_filesystem
+    moved.storage_fs_path = trial.storage.storage_fs_path
+    moved.experiment_dir_name = trial.storage.experiment_dir_name
+    experiment.spec["storage"] = moved

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import logging
 import math
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,22 @@ from trainables.config import BASELINE
 
 logger = logging.getLogger(__name__)
 STUDY_FILE = "optuna.journal"
+ENDED = (TrialState.COMPLETE, TrialState.PRUNED)  # a trial Ray must not run again
+LOST = "lost_in_crash"  # the reason of a trial the study handed out that Ray never knew
+# where a run being restored lies now: tuner.pkl and the searcher's snapshots hold the journal
+# path the run was started with, and a run directory may have been moved since
+_restoring_at: contextvars.ContextVar[Path | None] = contextvars.ContextVar("restoring_at",
+                                                                          default=None)
+
+
+@contextlib.contextmanager
+def restoring_at(run_dir: Path) -> Iterator[None]:
+    """Within it, a StudySearch unpickled (Tuner.restore) opens its study in run_dir."""
+    token = _restoring_at.set(Path(run_dir))
+    try:
+        yield
+    finally:
+        _restoring_at.reset(token)
 
 
 def define_trial(space_name: str, max_epochs: int, settings: dict[str, Any],
@@ -33,14 +52,21 @@ def study_storage(run_dir: Path) -> optuna.storages.JournalStorage:
         optuna.storages.journal.JournalFileBackend(str(run_dir / STUDY_FILE)))
 
 
-def ended_trials(run_dir: Path, study_name: str) -> tuple[set[str], int]:
-    """The Ray trials the study saw end, and how many of its trials are still running. After a
-    Ctrl-C, Tune lists the trials it interrupted as terminated; the study knows better."""
+def ended_trials(run_dir: Path, study_name: str) -> tuple[set[str], int, int]:
+    """The Ray trials the study saw end, how many of its trials are still running, and how many
+    Ray trials ended errored (not run again since). After a Ctrl-C or the time budget, Tune lists
+    the trials it interrupted as terminated; the study knows better."""
     study = optuna.load_study(study_name=study_name, storage=study_storage(run_dir))
-    trials = study.get_trials(deepcopy=False)
-    ended = {t.user_attrs["ray_trial_id"] for t in trials
-             if t.state != TrialState.RUNNING and "ray_trial_id" in t.user_attrs}
-    return ended, sum(t.state == TrialState.RUNNING for t in trials)
+    last: dict[str, optuna.trial.FrozenTrial] = {}  # a retry continues its Ray trial
+    running = 0
+    for trial in study.get_trials(deepcopy=False):
+        if trial.user_attrs.get("reason") == LOST:
+            continue
+        running += trial.state == TrialState.RUNNING
+        if "ray_trial_id" in trial.user_attrs:
+            last[trial.user_attrs["ray_trial_id"]] = trial
+    ended = {rid for rid, t in last.items() if t.state != TrialState.RUNNING}
+    return ended, running, sum(t.state == TrialState.FAIL for t in last.values())
 
 
 class StudySearch(OptunaSearch):
@@ -74,10 +100,48 @@ class StudySearch(OptunaSearch):
         )
         self._compare, self._choices, self._baseline = compare, choices, baseline
         self._asha_stops: dict[str, int] = {}  # trial id -> epoch ASHA stopped it at
+        self._run_dir = Path(run_dir)
+        self._max_concurrent: int | None = None
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if _restoring_at.get() is not None:
+            self._bind(_restoring_at.get())
+
+    def _bind(self, run_dir: Path) -> None:
+        """Read and write the study in run_dir's journal from now on (a moved run directory).
+        The storage object is shared by the study and every trial handed out, and it re-reads
+        the whole journal after unpickling."""
+        self._run_dir = Path(run_dir)
+        self._storage._backend = optuna.storages.journal.JournalFileBackend(
+            str(self._run_dir / STUDY_FILE))
+
+    def set_max_concurrency(self, max_concurrent: int) -> bool:
+        """--max-concurrent, kept here rather than in Ray's ConcurrencyLimiter: the limiter
+        forgets its trials on restore and then drops the results of a retried one."""
+        self._max_concurrent = max_concurrent
+        return True
 
     def record_stop(self, trial_id: str, epoch: int) -> None:
         """ASHA stopped this trial after `epoch` (tuning.race.RaceScheduler calls this)."""
         self._asha_stops[trial_id] = epoch
+
+    def ended(self, trial_id: str) -> bool:
+        """The study holds this Ray trial as COMPLETE or PRUNED: Ray must not run it again,
+        although a snapshot taken before its end says it is still running."""
+        ot_trial = self._ot_trials.get(trial_id)
+        return ot_trial is not None and \
+            self._storage.get_trial(ot_trial._trial_id).state in ENDED
+
+    def scores(self) -> list[tuple[str, dict[str, Any], dict[int, float]]]:
+        """(Ray trial id, config, score at each epoch) of every trial the study has, the last
+        study trial of each Ray trial winning; what the ASHA rungs are rebuilt from on resume."""
+        last = {}
+        for trial in self._ot_study.get_trials(deepcopy=False):
+            if "ray_trial_id" in trial.user_attrs and trial.user_attrs.get("reason") != LOST:
+                config = {**trial.params, BASELINE: bool(trial.user_attrs.get(BASELINE))}
+                last[trial.user_attrs["ray_trial_id"]] = (config, trial.intermediate_values)
+        return [(rid, config, values) for rid, (config, values) in last.items()]
 
     def _next_choice(self, trials: list[optuna.trial.FrozenTrial]) -> Any:
         """The compared value whose turn it is: the one with the fewest trials so far."""
@@ -90,6 +154,9 @@ class StudySearch(OptunaSearch):
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if trial_id not in self._ot_trials:
+            live = len(self._ot_trials.keys() - self._completed_trials)
+            if self._max_concurrent and live >= self._max_concurrent:
+                return None
             trials = self._ot_study.get_trials(deepcopy=False)
             turn = self._next_choice(trials)
             if self._baseline and not trials:
@@ -97,19 +164,31 @@ class StudySearch(OptunaSearch):
             elif turn is not None:
                 self._ot_study.enqueue_trial({self._compare: turn})
         config = super().suggest(trial_id)
-        if config is not None and self._ot_trials[trial_id].user_attrs.get(BASELINE):
-            config[BASELINE] = True
+        if isinstance(config, dict):
+            ot_trial = self._ot_trials[trial_id]
+            # at once, so that a run cut before the trial ends can be matched with Ray's trials
+            ot_trial.set_user_attr("ray_trial_id", trial_id)
+            if ot_trial.user_attrs.get(BASELINE):
+                config[BASELINE] = True
         return config
 
     def restore(self, checkpoint_path: str) -> None:
+        run_dir = getattr(self, "_run_dir", None)  # where the run lies now
         super().restore(checkpoint_path)
-        # trials asked for after the last snapshot of this searcher, before a crash, are unknown
-        # to Ray and would stay RUNNING in the study for ever
-        known = {t._trial_id for t in self._ot_trials.values()}
-        storage = self._ot_study._storage
+        if run_dir is not None:
+            self._bind(run_dir)
+        storage = self._storage
+        # a trial told COMPLETE, PRUNED or FAIL after this snapshot was taken, just before a
+        # crash, is still running in the snapshot: the study, written at once, knows better
+        known = {}
+        for trial_id, ot_trial in self._ot_trials.items():
+            known[ot_trial._trial_id] = trial_id
+            if storage.get_trial(ot_trial._trial_id).state != TrialState.RUNNING:
+                self._completed_trials.add(trial_id)
+        # trials asked for after the snapshot are unknown to Ray and would stay RUNNING for ever
         for orphan in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if orphan._trial_id not in known:
-                storage.set_trial_user_attr(orphan._trial_id, "reason", "lost_in_crash")
+                storage.set_trial_user_attr(orphan._trial_id, "reason", LOST)
                 storage.set_trial_state_values(orphan._trial_id, TrialState.FAIL)
 
     def _retry(self, trial_id: str) -> bool:
@@ -118,7 +197,8 @@ class StudySearch(OptunaSearch):
         failed = self._ot_study._storage.get_trial(self._ot_trials[trial_id]._trial_id)
         if failed.state != TrialState.FAIL:
             return False
-        self._ot_study.enqueue_trial(failed.params, user_attrs={"retry_of": failed.number})
+        self._ot_study.enqueue_trial(failed.params, user_attrs={"retry_of": failed.number,
+                                                                "ray_trial_id": trial_id})
         retry = self._ot_study.ask()
         self._space(retry)  # suggests the enqueued parameters again, recording their distributions
         for step, value in failed.intermediate_values.items():
@@ -159,9 +239,9 @@ class StudySearch(OptunaSearch):
             state, value, reason = TrialState.COMPLETE, last, "completed"
         else:  # e.g. --max-epochs below the epochs the space planned
             state, value, reason = TrialState.PRUNED, None, "stopped_early"
-        ot_trial.set_user_attr("ray_trial_id", trial_id)
-        ot_trial.set_user_attr("reason", reason)
         try:
+            ot_trial.set_user_attr("ray_trial_id", trial_id)
+            ot_trial.set_user_attr("reason", reason)
             self._ot_study.tell(ot_trial, value, state=state)
         except (ValueError, RuntimeError) as err:  # e.g. already told before a resume
             logger.warning("could not record trial %s in the study: %s", trial_id, err)

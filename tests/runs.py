@@ -1,0 +1,124 @@
+"""Running `python -m tuning.run` as a user does, stopping it as the world does, and reading back
+what it left: the study, each trial's reported rows and the leaderboard."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+from optuna.trial import TrialState
+
+from results.experiment import read_results
+from tuning.search import study_storage
+
+RUN = [sys.executable, "-m", "tuning.run"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """3,000 training and 500 test images of the learnable generated kind, as IDX files."""
+    from conftest import make_split, write_idx_files
+
+    directory = tmp_path_factory.mktemp("idx")
+    write_idx_files(directory, make_split(3000, seed=1), make_split(500, seed=2))
+    return directory
+
+
+def run_cli(*args, timeout=300, **kwargs):
+    return subprocess.run([*RUN, *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, **kwargs)
+
+
+def start_run(*args):
+    """The command in a session of its own, so that the whole Ray it starts can be killed."""
+    return subprocess.Popen([*RUN, *map(str, args)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def kill_run(process):
+    """SIGKILL to the driver and every Ray process it started, as a power cut would."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
+def wait_for(condition, process, timeout=240, poll=0.05):
+    """Poll until condition() holds; False if the process ended or the time ran out first."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and process.poll() is None:
+        if condition():
+            return True
+        time.sleep(poll)
+    return False
+
+
+def trial_results(run_dir):
+    """Each trial directory's reported rows, keyed by trial id."""
+    rows = {}
+    for path in Path(run_dir).glob("trial_*/result.json"):
+        lines = read_results(path)
+        if lines:
+            rows[lines[0]["trial_id"]] = lines
+    return rows
+
+
+def load_study(run_dir):
+    return optuna.load_study(study_name=Path(run_dir).name, storage=study_storage(Path(run_dir)))
+
+
+def journal_ends(run_dir):
+    """How many trial endings (COMPLETE, PRUNED or FAIL) the journal holds, read line by line as
+    a running search appends them."""
+    path = Path(run_dir) / "optuna.journal"
+    if not path.is_file():
+        return 0
+    ended = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    count = 0
+    for line in path.read_text().splitlines():
+        try:
+            log = json.loads(line)
+        except json.JSONDecodeError:  # the line being written
+            continue
+        count += log.get("op_code") == 6 and log.get("state") in ended  # SET_TRIAL_STATE_VALUES
+    return count
+
+
+def run_status(run_dir):
+    return json.loads((Path(run_dir) / "run.json").read_text())["status"]
+
+
+def assert_finished_once(run_dir, num_samples):
+    """The run is finished with every trial once: one Ray trial directory per trial, each trial
+    ended once in the study (a retry of an errored trial continues it under the same id), no
+    trial left running, and the study, the trials' rows and leaderboard.csv agree trial by trial."""
+    assert run_status(run_dir) == "finished"
+    study = load_study(run_dir)
+    assert not [t.number for t in study.trials if t.state == TrialState.RUNNING]
+    kept = [t for t in study.trials if t.user_attrs.get("reason") != "lost_in_crash"]
+    last = {}  # Ray trial id -> its last study trial (the retry, where there was one)
+    for trial in kept:
+        rid = trial.user_attrs["ray_trial_id"]
+        assert rid not in last or trial.user_attrs.get("retry_of") == last[rid].number, \
+            f"Ray trial {rid} is in the study twice without being a retry"
+        last[rid] = trial
+    reported = trial_results(run_dir)
+    assert len(last) == num_samples and set(reported) == set(last), (sorted(last), sorted(reported))
+    board = pd.read_csv(Path(run_dir) / "leaderboard.csv")
+    assert sorted(board["trial_id"]) == sorted(last)
+    status = dict(zip(board["trial_id"], board["status"]))
+    for rid, trial in last.items():
+        assert status[rid] == trial.user_attrs["reason"], (rid, status[rid], trial.user_attrs)
+        epochs = sorted({row["epoch"] for row in reported[rid]})
+        if trial.user_attrs["reason"] == "diverged":  # its NaN epoch is in the rows only
+            continue
+        assert epochs == sorted(trial.intermediate_values), (rid, epochs, trial.intermediate_values)
+        assert epochs == list(range(1, len(epochs) + 1)), f"trial {rid} skipped epochs: {epochs}"
+    return study, board

@@ -1,0 +1,131 @@
+"""Runs that survive what stops them: kill -9 as a trial ends, the time budget, a moved run
+directory, a worker killed under a trial, and a resume that would change the run's inputs."""
+
+import json
+import os
+import shutil
+import signal
+
+import pandas as pd
+import pytest
+from optuna.trial import TrialState
+
+from runs import (assert_finished_once, data_dir, journal_ends, kill_run,  # noqa: F401
+                  load_study, run_cli, run_status, start_run, trial_results, wait_for)
+
+pytestmark = pytest.mark.slow
+
+
+def search(data_dir, storage, name, *args, space="sgd_vs_adam"):
+    return ["--space", space, "--confirm-seeds", 0, "--data-dir", data_dir,
+            "--val-size", 500, "--storage-path", storage, "--name", name, *args]
+
+
+def test_kill_as_a_trial_ends_then_resume_runs_every_trial_once(tmp_path, data_dir):
+    """kill -9 of the whole run the moment a trial's end reaches the journal (before Ray's next
+    snapshot), then --resume: the run finishes, every trial once, study and leaderboard agree."""
+    args = search(data_dir, tmp_path, "crash", "--num-samples", 6, "--max-epochs", 4,
+                  "--grace-period", 1, "--reduction-factor", 2)
+    process = start_run(*args)
+    try:
+        assert wait_for(lambda: journal_ends(tmp_path / "crash") >= 1, process, poll=0.01)
+    finally:
+        kill_run(process)
+    assert journal_ends(tmp_path / "crash") < 6
+
+    result = run_cli("--space", "sgd_vs_adam", "--resume", "--name", "crash", "--storage-path",
+                     tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    study, _ = assert_finished_once(tmp_path / "crash", 6)
+    states = {t.state for t in study.trials if t.user_attrs.get("reason") != "lost_in_crash"}
+    assert states <= {TrialState.COMPLETE, TrialState.PRUNED}
+
+
+def test_time_budget_cut_then_moved_run_resumes_to_finished(tmp_path, data_dir):
+    """A run cut by --time-budget says so; a resume that would change its data or split is refused
+    in one line; moved to another folder, --resume continues the cut trials from their
+    checkpoints and runs the remaining samples to a finished run."""
+    args = search(data_dir, tmp_path / "runs", "budget", "--num-samples", 8, "--max-epochs", 6,
+                  "--grace-period", 6, "--time-budget", 8)
+    first = run_cli(*args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    run_dir = tmp_path / "runs" / "budget"
+    assert run_status(run_dir) == "stopped_at_time_budget"
+    assert "the time budget ran out: --resume continues" in first.stdout
+    study = load_study(run_dir)
+    assert len([t for t in study.trials if t.state != TrialState.RUNNING]) < 8
+    before = trial_results(run_dir)
+
+    for changed, message in [(["--val-size", 400], "--val-size 400 differs from the run's 500"),
+                             (["--smoke-test"], "--smoke-test differs from the run, started without it"),
+                             (["--dataset", "mnist"], "--dataset mnist differs from the run's "
+                                                      "fashion_mnist")]:
+        refused = run_cli("--space", "sgd_vs_adam", "--resume", "--name", "budget",
+                          "--storage-path", tmp_path / "runs", *changed, timeout=120)
+        assert refused.returncode == 2
+        lines = refused.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], refused.stderr[-2000:]
+
+    shutil.move(run_dir, tmp_path / "moved" / "budget")
+    result = run_cli("--space", "sgd_vs_adam", "--resume", "--name", "budget", "--storage-path",
+                     tmp_path / "moved")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not run_dir.exists()
+    moved = tmp_path / "moved" / "budget"
+    assert_finished_once(moved, 8)
+    after = trial_results(moved)
+    for trial_id, rows in before.items():  # cut trials went on from where they were
+        assert [r["epoch"] for r in after[trial_id]][:len(rows)] == [r["epoch"] for r in rows]
+
+
+def test_killed_workers_recover_or_error_and_resume_finishes_under_max_concurrent(tmp_path,
+                                                                                 data_dir):
+    """One at a time (--max-concurrent 1): a trial whose worker is killed once recovers and is
+    completed, with one retry; a trial whose worker is killed twice errors; --resume runs it
+    again and the run ends finished, the leaderboard saying completed for both."""
+    args = search(data_dir, tmp_path, "workers", "--num-samples", 3, "--max-epochs", 12,
+                  "--grace-period", 12, "--max-concurrent", 1, space="tutorial")
+    process = start_run(*args)
+    killed = {}  # trial id -> the worker pids killed under it
+
+    def kill_workers():
+        """Kill the first trial's worker once and the second trial's twice, each at epoch 2 or
+        later of a worker not killed yet; True once all three kills are done."""
+        rows = trial_results(tmp_path / "workers")
+        for number, trial_id in enumerate(sorted(rows, key=lambda t: rows[t][0]["timestamp"])):
+            wanted = 1 if number == 0 else 2
+            pids = killed.setdefault(trial_id, [])
+            last = rows[trial_id][-1]
+            if len(pids) < wanted and last["epoch"] >= 2 + len(pids) and last["epoch"] < 12 \
+                    and last["pid"] not in pids:
+                try:
+                    os.kill(last["pid"], signal.SIGKILL)
+                    pids.append(last["pid"])
+                except ProcessLookupError:
+                    pass
+            if number >= 1:
+                break
+        return sum(map(len, killed.values())) == 3
+
+    try:
+        assert wait_for(kill_workers, process, timeout=300, poll=0.05), killed
+        process.wait(timeout=300)
+    finally:
+        kill_run(process)
+    run_dir = tmp_path / "workers"
+    board = pd.read_csv(run_dir / "leaderboard.csv").set_index("trial_id")
+    recovered, errored = sorted(killed, key=lambda t: len(killed[t]))
+    assert board.loc[recovered, "status"] == "completed" and board.loc[recovered, "retries"] == 1
+    assert board.loc[errored, "status"] == "errored"
+
+    result = run_cli("--space", "tutorial", "--resume", "--name", "workers", "--storage-path",
+                     tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "0 errored" in result.stdout
+    study, board = assert_finished_once(run_dir, 3)
+    board = board.set_index("trial_id")
+    assert set(board["status"]) == {"completed"}
+    assert board.loc[recovered, "retries"] == 1 and board.loc[errored, "retries"] == 2
+    retry = [t for t in study.trials if t.user_attrs.get("ray_trial_id") == errored][-1]
+    assert retry.state == TrialState.COMPLETE and "retry_of" in retry.user_attrs
+    assert json.loads((run_dir / "run.json").read_text())["max_concurrent"] == 1

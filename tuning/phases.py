@@ -1,0 +1,71 @@
+"""A run's two phases: the search, then the confirmation over seeds. Each records in run.json how
+it ended, so that --resume knows where to go on."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from search_spaces import Space
+from tuning import record
+from tuning.record import METRIC
+from tuning.settings import Settings
+from tuning.tuner import make_trainable, search_tuner, time_limit, trial_dirname
+
+
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else deadline - time.monotonic()
+
+
+def search(s: Settings, space: Space, run_dir: Path, run: dict, data: dict,
+           deadline: float | None, restore: bool) -> None:
+    """The search phase, restored where Ray saved it; on to confirmation (run["phase"]) once
+    every trial has ended."""
+    from tuning.search import ended_trials
+
+    started = time.perf_counter()
+    with time_limit(_left(deadline)) as ran_out:
+        search_tuner(s, space, run_dir, data, restore).fit()
+    ended, running, errored = ended_trials(run_dir, run["study_name"])
+    if not running and len(ended) >= run["num_samples"]:
+        status, advice = "finished", ""
+    elif ran_out.is_set():
+        status, advice = "stopped_at_time_budget", "; the time budget ran out: --resume continues"
+    else:
+        status, advice = "interrupted", "; interrupted: continue with --resume"
+    if status == "finished" and run.get("confirm_seeds"):
+        status, run["phase"] = "running", "confirm"
+    run.update(status=status, finished_at=record.now())
+    record.spent(run, "search_seconds", time.perf_counter() - started)
+    record.write(run_dir, run)
+    print(f"\n{len(ended)} of {run['num_samples']} trials ended ({errored} errored), "
+          f"{running} cut short{advice}.")
+
+
+def confirm(s: Settings, run_dir: Path, run: dict, data: dict, deadline: float | None) -> None:
+    """Train the best config of each compared choice again with more seeds (tuning.confirm)."""
+    from results.confirmation import CONFIRM_DIR
+    from tuning.confirm import build_confirmation, configs, finished
+    from tuning.progress import Progress
+
+    planned = configs(run_dir, run["confirm_seeds"])
+    print(f"\nConfirmation: {len(planned)} more runs, {run['confirm_seeds']} per config "
+          "counting the search's own")
+    started = time.perf_counter()
+    left = _left(deadline)
+    if planned and (left is None or left > 0):
+        callbacks = [Progress("confirmation", len(planned), METRIC,
+                              sum(c["epochs"] for c in planned) / len(planned))]
+        tuner = build_confirmation(run_dir, make_trainable(s, data), planned,
+                                   s.resume and (run_dir / CONFIRM_DIR).is_dir(), callbacks,
+                                   trial_dirname)
+        with time_limit(left):
+            tuner.fit()
+    done = finished(run_dir, len(planned))
+    status = "finished" if done else (
+        "stopped_at_time_budget" if deadline is not None and _left(deadline) <= 0 else "interrupted")
+    run.update(status=status, finished_at=record.now())
+    record.spent(run, "confirm_seconds", time.perf_counter() - started)
+    record.write(run_dir, run)
+    if not done:
+        print(f"Confirmation {status.replace('_', ' ')}: continue with --resume.")

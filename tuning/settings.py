@@ -1,0 +1,169 @@
+"""A run's settings: the command line and the space's budget resolved once into a frozen object.
+
+A resume takes what it does not get from the command line from run.json, and refuses a flag that
+would change the run it continues: its space, data, split, budget or search.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from search_spaces import Space, fixed_settings
+from tuning.cli import UsageError
+
+
+@dataclass(frozen=True)
+class Settings:
+    space: str
+    num_samples: int
+    max_epochs: int  # ASHA's max_t, the epochs of the longest trial
+    grace_period: int
+    reduction_factor: int
+    seed: int
+    dataset: str
+    model: str | None  # None: the space leaves it open and none was given
+    data_dir: str | None  # absolute; None: the default places (trainables.data)
+    val_size: int
+    smoke_test: bool
+    confirm_seeds: int
+    max_concurrent: int | None
+    # of this invocation: a resume may change them
+    cpus_per_trial: float
+    gpus_per_trial: float | None  # None: 1 where the Ray cluster has GPUs, else 0
+    time_budget: float | None
+    address: str | None
+    storage_path: str
+    name: str | None
+    resume: bool
+    final: bool
+
+
+# what a resume continues as recorded; the rest of a run's settings belong to one invocation
+RECORDED = ("num_samples", "max_epochs", "grace_period", "reduction_factor", "seed", "dataset",
+            "model", "data_dir", "val_size", "smoke_test", "confirm_seeds", "max_concurrent")
+RESOURCES = ("cpus_per_trial", "gpus_per_trial")
+DEFAULTS = {"seed": 0, "dataset": "fashion_mnist", "val_size": 10_000, "smoke_test": False,
+            "confirm_seeds": 3, "cpus_per_trial": 1.0}
+SMOKE_TEST = {"num_samples": 4, "max_epochs": 2, "grace_period": 1}  # on 2,000 images
+
+
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def _new(args: argparse.Namespace, space: Space) -> dict[str, Any]:
+    """A new run's settings: the flags given, else the space's budget and the defaults."""
+    given = {k: v for k, v in vars(args).items() if v is not None}
+    values = {**DEFAULTS, **dataclasses.asdict(space.budget), **given}
+    if "grace_period" not in given:
+        values["grace_period"] = min(space.budget.grace_period, values["max_epochs"])
+    if values["smoke_test"]:
+        values.update(SMOKE_TEST, val_size=min(values["val_size"], 500))
+    return values
+
+
+def _resumed(args: argparse.Namespace, record: dict[str, Any]) -> dict[str, Any]:
+    """A resumed run's settings: as recorded, a flag given only where it changes nothing."""
+    values = {**DEFAULTS, **{k: record[k] for k in (*RECORDED, *RESOURCES) if k in record}}
+    for key, value in vars(args).items():
+        if value is None or key not in values:
+            continue
+        if key in RECORDED and value != values[key]:
+            change = (f"{_flag(key)} differs from the run, started without it" if value is True
+                      else f"{_flag(key)} {value} differs from the run's {values[key]}")
+            raise UsageError(f"{change}; a resume continues the run as it was started "
+                             "(start another with a new --name)")
+        values[key] = value
+    return values
+
+
+def resolve(args: argparse.Namespace, space: Space, record: dict[str, Any] | None = None
+            ) -> Settings:
+    """The run's settings, checked; `record` is run.json of the run a resume continues."""
+    args = argparse.Namespace(**vars(args))
+    if args.data_dir is not None:  # the trials' working directories are not ours
+        args.data_dir = str(Path(args.data_dir).expanduser().resolve())
+    values = _resumed(args, record) if record is not None else _new(args, space)
+    values.update(space=space.name, storage_path=str(args.storage_path or "runs"),
+                  name=args.name, resume=bool(args.resume), final=bool(args.final),
+                  address=args.address or os.environ.get("RAY_ADDRESS"),
+                  time_budget=args.time_budget)
+    settings = Settings(**{f.name: values.get(f.name) for f in dataclasses.fields(Settings)})
+    check(settings, space)
+    return settings
+
+
+def check_address(address: str) -> None:
+    """Fail fast, in one line, on an address nothing listens on (ray.init would retry for minutes)."""
+    if address in ("auto", "local"):
+        return
+    if address.startswith("ray://"):
+        raise UsageError(f"--address {address}: Ray Client addresses are not supported; "
+                         "give the head node's HOST:PORT (GCS port, 6379 by default)")
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--address {address!r} is not HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as err:
+        raise UsageError(f"cannot reach a Ray cluster at {address}: {err.strerror or err}") from None
+
+
+def check(s: Settings, space: Space) -> None:
+    """Every mistake a user can make in the flags, as one line, before anything starts."""
+    checks = [
+        (s.num_samples > 0, f"--num-samples must be at least 1, got {s.num_samples}"),
+        (s.max_epochs > 0, f"--max-epochs must be at least 1, got {s.max_epochs}"),
+        (s.grace_period > 0, f"--grace-period must be at least 1, got {s.grace_period}"),
+        (s.grace_period <= s.max_epochs,
+         f"--grace-period {s.grace_period} is above --max-epochs {s.max_epochs}"),
+        (s.reduction_factor >= 2, f"--reduction-factor must be 2 or more, got {s.reduction_factor}"),
+        (s.cpus_per_trial > 0, f"--cpus-per-trial must be above 0, got {s.cpus_per_trial}"),
+        (s.gpus_per_trial is None or s.gpus_per_trial >= 0,
+         f"--gpus-per-trial must be 0 or more, got {s.gpus_per_trial}"),
+        (s.max_concurrent is None or s.max_concurrent > 0,
+         f"--max-concurrent must be at least 1, got {s.max_concurrent}"),
+        (s.time_budget is None or s.time_budget > 0,
+         f"--time-budget must be above 0 seconds, got {s.time_budget}"),
+        (s.val_size > 0, f"--val-size must be at least 1, got {s.val_size}"),
+        (s.confirm_seeds >= 0, f"--confirm-seeds must be 0 or more, got {s.confirm_seeds}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UsageError(message)
+    if s.address:
+        check_address(s.address)
+    elif s.cpus_per_trial > (os.cpu_count() or 1):  # a Ray of our own
+        raise UsageError(f"--cpus-per-trial {s.cpus_per_trial:g} is more than this machine has "
+                         f"({os.cpu_count()} CPUs)")
+    if s.gpus_per_trial and not s.address:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError(f"--gpus-per-trial {s.gpus_per_trial:g} asked for, but this machine "
+                             "has no CUDA device; pass --gpus-per-trial 0")
+    _check_model(s, space)
+
+
+def _check_model(s: Settings, space: Space) -> None:
+    from trainables.models import MODELS
+
+    fixed = fixed_settings(space, s.max_epochs).get("model")
+    if s.model is not None and s.model not in MODELS:
+        raise UsageError(f"--model {s.model!r} is not one of: {', '.join(MODELS)}")
+    if s.model is not None and fixed is not None and fixed != s.model:
+        raise UsageError(f"space {space.name!r} trains model {fixed!r}; "
+                         f"--model {s.model} applies to spaces that leave it open")
+
+
+def trial_settings(s: Settings, space: Space) -> dict[str, Any]:
+    """What every trial's config holds beside the tuned values: the dataset, and the model where
+    the space or --model fixes it."""
+    model = s.model or fixed_settings(space, s.max_epochs).get("model")
+    return {"dataset": s.dataset, **({"model": model} if model else {})}

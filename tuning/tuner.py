@@ -1,0 +1,133 @@
+"""Ray and the Tuner: start or join Ray, build the search's Tuner (or restore it), fit it within
+the time budget."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from search_spaces import Space, baseline_params, compare_choices
+from tuning.cli import UsageError
+from tuning.record import METRIC, MODE
+from tuning.settings import Settings, trial_settings
+
+LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray binds 127.0.0.1, as on a laptop
+
+
+def start_ray(s: Settings) -> float:
+    """Join --address (or start a Ray of our own) and check that a trial fits on some node;
+    the GPUs per trial, resolved."""
+    import ray
+
+    if s.address:
+        try:
+            ray.init(address=s.address, log_to_driver=True)
+        except Exception as err:  # ray raises ConnectionError, RuntimeError, ValueError here
+            raise UsageError(f"cannot join the Ray cluster at {s.address}: "
+                             f"{str(err).strip().splitlines()[0]}") from None
+    else:
+        # "local": always a fresh instance, never a cluster some other process left running
+        ray.init(address="local", include_dashboard=False)
+    gpus_available = ray.cluster_resources().get("GPU", 0)
+    gpus = s.gpus_per_trial if s.gpus_per_trial is not None else float(bool(gpus_available))
+    if gpus > 0 and not gpus_available:
+        ray.shutdown()
+        raise UsageError(f"--gpus-per-trial {gpus:g} asked for, but the Ray cluster has no GPUs; "
+                         "pass --gpus-per-trial 0")
+    # a trial no node can hold would wait for ever on Ray's insufficient-resources warning
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    for flag, key, want in (("--cpus-per-trial", "CPU", s.cpus_per_trial),
+                            ("--gpus-per-trial", "GPU", gpus)):
+        most = max((n.get(key, 0) for n in nodes), default=0)
+        if want > most:
+            ray.shutdown()
+            raise UsageError(f"{flag} {want:g} is more than any node of the Ray cluster has "
+                             f"({most:g} {key}s)")
+    return gpus
+
+
+def trial_dirname(trial: Any) -> str:
+    return f"trial_{trial.trial_id}"
+
+
+def make_trainable(s: Settings, data: dict) -> Any:
+    from ray import tune
+
+    from trainables.trainable import train_trial
+
+    return tune.with_resources(tune.with_parameters(train_trial, data=data),
+                               {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial})
+
+
+def search_tuner(s: Settings, space: Space, run_dir: Path, data: dict, restore: bool) -> Any:
+    """The search's Tuner: StudySearch proposing, RaceScheduler stopping, one Ray trial per
+    study trial; restored from run_dir, also from a run directory moved since."""
+    from ray import tune
+
+    from tuning.progress import Progress, asha_epochs
+    from tuning.race import RaceScheduler
+    from tuning.search import StudySearch, restoring_at
+
+    trainable = make_trainable(s, data)
+    if restore:
+        with restoring_at(run_dir):
+            return tune.Tuner.restore(str(run_dir), trainable=trainable, resume_unfinished=True,
+                                      resume_errored=True)
+    choices = compare_choices(space, s.max_epochs)
+    fixed = trial_settings(s, space)
+    compare = space.compare if choices else None
+    study = StudySearch(s.space, s.max_epochs, fixed, run_dir, METRIC, MODE, s.seed,
+                        study_name=run_dir.name, compare=compare, choices=choices,
+                        baseline=baseline_params(space, s.max_epochs, fixed.get("model")))
+    if s.max_concurrent:
+        study.set_max_concurrency(s.max_concurrent)
+    # each compared value races in its own ASHA rungs; the study hears every ASHA stop
+    scheduler = RaceScheduler(compare, METRIC, MODE, s.max_epochs, s.grace_period,
+                              s.reduction_factor, study=study)
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=study, scheduler=scheduler,
+                                    num_samples=s.num_samples, reuse_actors=True,
+                                    trial_dirname_creator=trial_dirname),
+        run_config=tune.RunConfig(
+            name=run_dir.name, storage_path=str(run_dir.parent),
+            # a trial resumes from its last checkpoint; keeping 2 halves the experiment snapshots
+            # Ray forces whenever a checkpoint it may delete is still referenced
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            failure_config=tune.FailureConfig(max_failures=1),  # e.g. a lost node: retry once
+            callbacks=[Progress("search", s.num_samples, METRIC, asha_epochs(
+                s.max_epochs, s.grace_period, s.reduction_factor))],
+            verbose=1,
+        ),
+    )
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None) -> Iterator[threading.Event]:
+    """Within it, a Tuner.fit ends after `seconds` as after Ctrl-C: Tune takes SIGUSR1 as it takes
+    SIGINT, saves its state and stops the trials where their checkpoints are, so that --resume
+    continues them. (Tune's own time_budget_s ends them as finished, and its searcher too, which
+    leaves nothing to resume.) The event is set once the time ran out."""
+    ran_out = threading.Event()
+    if seconds is None:
+        yield ran_out
+        return
+    previous = signal.signal(signal.SIGUSR1, lambda *_: None)  # outside a fit: nothing to stop
+
+    def stop() -> None:
+        ran_out.set()
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    timer = threading.Timer(max(seconds, 0.0), stop)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield ran_out
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGUSR1, previous)
