@@ -25,10 +25,11 @@ from pathlib import Path
 import pandas as pd
 
 from results.experiment import load_experiment
+from results.rundir import CONFIRMATION_FILE, FINAL_DIR, FINAL_METRICS_FILE, RUN_FILE
 
 
 def summarize(run_dir: Path, command_seconds: float | None) -> None:
-    run = json.loads((run_dir / "run.json").read_text())
+    run = json.loads((run_dir / RUN_FILE).read_text())
     history = load_experiment(run_dir).history
     trials = history.groupby("trial_id")
     cpus = os.cpu_count() or 1
@@ -37,7 +38,7 @@ def summarize(run_dir: Path, command_seconds: float | None) -> None:
         concurrency = min(concurrency, run["max_concurrent"])
     own = trials["seconds"].sum()
     ideal = own.sum() / concurrency
-    confirmation = run_dir / "confirmation.csv"  # its runs' own time counts in the whole command
+    confirmation = run_dir / CONFIRMATION_FILE  # its runs' own time counts in the whole command
     confirmed = pd.read_csv(confirmation) if confirmation.is_file() else None
     extra = 0.0 if confirmed is None else \
         confirmed.loc[confirmed["run"] == "confirmation", "seconds"].sum() / concurrency
@@ -66,7 +67,7 @@ def summarize(run_dir: Path, command_seconds: float | None) -> None:
     print(f"             of which its own (anonymous) memory: max {anon[-1]:.0f} MiB; its share with "
           f"shared pages divided (PSS): max {pss[-1]:.0f} MiB, median {statistics.median(pss):.0f} MiB")
     print(f"best         {100 * history['val_accuracy'].max():.2f}% validation accuracy")
-    final = run_dir / "final" / "final_metrics.json"
+    final = run_dir / FINAL_DIR / FINAL_METRICS_FILE
     if final.is_file():
         print(f"final        {100 * json.loads(final.read_text())['test_accuracy']:.2f}% test accuracy")
 

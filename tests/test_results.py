@@ -390,9 +390,9 @@ CHROMIUM = Path("/usr/bin/chromium")
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Chromium at /usr/bin/chromium")
 def test_screenshot_script_proves_every_figure_rendered(reported, tmp_path):
-    """benchmarks/screenshot_report.py finds every figure decoded, and fails on a broken one."""
+    """tests/screenshot_report.py finds every figure decoded, and fails on a broken one."""
     run_dir, paths = reported
-    script = str(ROOT / "benchmarks" / "screenshot_report.py")
+    script = str(ROOT / "tests" / "screenshot_report.py")
     done = subprocess.run([sys.executable, script, str(run_dir), "--out",
                            str(tmp_path / "shot.png")], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

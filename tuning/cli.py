@@ -1,17 +1,3 @@
-"""What every command shares: one-line errors with argparse's exit code."""
+"""Kept for tuning/run.py until it imports results.cli, where the shared command helpers live."""
 
-from __future__ import annotations
-
-import sys
-from typing import NoReturn
-
-EXIT_USAGE = 2  # argparse's code for a user's mistake
-
-
-class UsageError(Exception):
-    """A mistake the user can fix; main() prints it as one line and exits with code 2."""
-
-
-def fail(prog: str, message: str) -> NoReturn:
-    print(f"{prog}: error: {message}", file=sys.stderr)
-    raise SystemExit(EXIT_USAGE)
+from results.cli import EXIT_USAGE, UsageError, fail  # noqa: F401

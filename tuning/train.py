@@ -17,11 +17,12 @@ from typing import Any
 
 import torch
 
-from results.files import write_atomic, write_json
+from results.cli import HelpFormatter, fail
+from results.rundir import (BEST_CONFIG_FILE, FINAL_DIR, FINAL_METRICS_FILE, RUN_FILE, write_atomic,
+                            write_json)
 from trainables.config import BOOKKEEPING_KEYS, ConfigError, TrainConfig, parse_config
 from trainables.data import DataError, load_dataset
 from trainables.loop import Trainer, is_diverged, to_device
-from tuning.cli import fail
 
 PROG = "python -m tuning.train"
 
@@ -40,8 +41,8 @@ def read_config(path: Path) -> TrainConfig:
 
 def default_output(config_path: Path) -> Path:
     """A run's best_config.json trains into the run's final/; any other config into runs/<name>/."""
-    if (config_path.parent / "run.json").is_file():
-        return config_path.parent / "final"
+    if (config_path.parent / RUN_FILE).is_file():
+        return config_path.parent / FINAL_DIR
     return Path("runs") / f"train-{config_path.stem}"
 
 
@@ -130,7 +131,7 @@ def train(config: TrainConfig, output: Path, data_dir: Path | None, device: str)
     write_json(output / "config.json", config.to_dict())
     plot_curve(history, output / "curve.png",
                f"{config.model} / {config.optimizer} lr={config.lr:g} batch={config.batch_size}")
-    write_json(output / "final_metrics.json", result)  # last: its presence means the rest is there
+    write_json(output / FINAL_METRICS_FILE, result)  # last: its presence means the rest is there
     return result
 
 
@@ -140,8 +141,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="JSON file of settings: optimizer and lr, and optionally dataset, model, "
                              "batch_size, epochs, momentum, weight_decay, schedule, shuffle, seed")
     parser.add_argument("--output", type=Path, default=None,
-                        help="where to write the results (default: the run's final/ for a "
-                             "best_config.json, else runs/train-<config name>)")
+                        help=f"where to write the results (default: the run's {FINAL_DIR}/ for a "
+                             f"{BEST_CONFIG_FILE}, else runs/train-<config name>)")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="folder with the dataset's IDX files (default: a per-user cache folder)")
     parser.add_argument("--device", default=default_device(),
