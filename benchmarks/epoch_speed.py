@@ -100,7 +100,7 @@ def main() -> None:
     train_xy, test_xy = to_device(train, "cpu"), to_device(test, "cpu")
     load_s = time.perf_counter() - start
     trainer = Trainer(config)
-    ours = trainer.fit_epoch(train_xy, test_xy)
+    ours = trainer.fit_epoch(train_xy, test_xy, holdout_name="test")
     ours_s = ours["seconds"]
     samples = len(train) + len(test)
     peak = matmul_gflops()
@@ -110,7 +110,7 @@ def main() -> None:
     print(f"tutorial loop : {tutorial_s:6.2f} s  {samples / tutorial_s:8.0f} samples/s  "
           f"test accuracy {tutorial_acc:.4f}")
     print(f"our loop      : {ours_s:6.2f} s  {samples / ours_s:8.0f} samples/s  "
-          f"test accuracy {ours['accuracy']:.4f}  (+{load_s:.2f} s to load the data once)")
+          f"test accuracy {ours['test_accuracy']:.4f}  (+{load_s:.2f} s to load the data once)")
     print(f"speed-up      : {tutorial_s / ours_s:.2f}x")
     if args.model == "mlp":
         flops = mlp_flops_per_sample() * (3 * len(train) + len(test))  # backward ~ 2x forward

@@ -97,7 +97,8 @@ def top_rows(run_dir: Path, n: int = 5) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0],
+                                     formatter_class=HelpFormatter)
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR",
                         help=f"the experiment directory: <storage path>/<name>/, with {RUN_FILE} and "
                              "one directory per trial")
