@@ -23,9 +23,10 @@ from torch.utils.data import DataLoader
 from torchvision import datasets
 from torchvision.transforms import ToTensor
 
-from trainables.config import parse_config
+from trainables.config import TrainConfig, parse_config
 from trainables.data import SYSTEM_DIRS, candidate_dirs, default_data_dir, find_files, load_dataset
 from trainables.loop import Trainer, to_device
+from trainables.models import MODELS
 
 
 def tutorial_epoch(model: nn.Module, train: DataLoader, test: DataLoader, lr: float) -> float:
@@ -75,26 +76,30 @@ def mlp_flops_per_sample() -> int:
     return 2 * (784 * 512 + 512 * 512 + 512 * 10)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
-    parser.add_argument("--batch-size", type=int, default=64, help="training batch size (default: 64)")
-    parser.add_argument("--model", default="mlp", choices=["mlp", "cnn"], help="model (default: mlp)")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    config = parse_config({"optimizer": "sgd", "lr": 1e-3, "batch_size": args.batch_size,
-                           "epochs": 1, "shuffle": False, "model": args.model})
-
+def time_tutorial_epoch(config: TrainConfig) -> tuple[float, float]:
+    """Seconds and test accuracy of one epoch of the tutorial's loop, from the same start as ours."""
     with tempfile.TemporaryDirectory() as tmp:
         root = torchvision_root(Path(tmp))
         train_ds = datasets.FashionMNIST(root, train=True, transform=ToTensor())
         test_ds = datasets.FashionMNIST(root, train=False, transform=ToTensor())
         trainer = Trainer(config)
         start = time.perf_counter()
-        tutorial_acc = tutorial_epoch(trainer.model, DataLoader(train_ds, batch_size=args.batch_size),
-                                      DataLoader(test_ds, batch_size=args.batch_size), config.lr)
-        tutorial_s = time.perf_counter() - start
+        accuracy = tutorial_epoch(trainer.model, DataLoader(train_ds, batch_size=config.batch_size),
+                                  DataLoader(test_ds, batch_size=config.batch_size), config.lr)
+        return time.perf_counter() - start, accuracy
 
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
+    parser.add_argument("--batch-size", type=int, default=64, help="training batch size (default: 64)")
+    parser.add_argument("--model", default="mlp", choices=list(MODELS), help="model (default: mlp)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    config = parse_config({"optimizer": "sgd", "lr": 1e-3, "batch_size": args.batch_size,
+                           "epochs": 1, "shuffle": False, "model": args.model})
+
+    tutorial_s, tutorial_acc = time_tutorial_epoch(config)
     start = time.perf_counter()
     train, test = load_dataset("fashion_mnist")
     train_xy, test_xy = to_device(train, "cpu"), to_device(test, "cpu")

@@ -37,6 +37,18 @@ def _write_csv(path: Path, frame: pd.DataFrame) -> Path:
     return write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
+def _write_best_config(run_dir: Path, config: dict | None) -> tuple[dict[str, Path], str]:
+    """best_config.json when there is a config that trains; else ({}, a note saying why not)."""
+    if config is None:
+        return {}, f"{BEST_CONFIG_FILE} not written: no trial reached a finite validation accuracy"
+    try:
+        parse_config(config, ignore=BOOKKEEPING_KEYS)
+    except ConfigError as err:
+        return {}, (f"{BEST_CONFIG_FILE} not written: trial {config['trial_id']}'s params "
+                    f"do not make a training config: {err}")
+    return {"best_config": write_json(run_dir / BEST_CONFIG_FILE, config)}, ""
+
+
 def build_reports(run_dir: Path) -> tuple[dict[str, Path], pd.DataFrame, list[str]]:
     """Write every report; return the paths written, the leaderboard and notes on what was
     left out."""
@@ -58,15 +70,9 @@ def build_reports(run_dir: Path) -> tuple[dict[str, Path], pd.DataFrame, list[st
     if len(confirmed):
         paths["confirmation"] = _write_csv(run_dir / CONFIRMATION_FILE, confirmed)
     config = best_config(experiment, board, stats(confirmed, experiment.compare))
-    if config is None:
-        notes.append(f"{BEST_CONFIG_FILE} not written: no trial reached a finite validation accuracy")
-    else:
-        try:
-            parse_config(config, ignore=BOOKKEEPING_KEYS)
-            paths["best_config"] = write_json(run_dir / BEST_CONFIG_FILE, config)
-        except ConfigError as err:
-            notes.append(f"{BEST_CONFIG_FILE} not written: trial {config['trial_id']}'s params "
-                         f"do not make a training config: {err}")
+    written, note = _write_best_config(run_dir, config)
+    paths.update(written)
+    notes += [note] if note else []
     figures, figure_notes = write_figures(experiment, board, run_dir / FIGURES_DIR)
     paths.update(figures)
     notes += figure_notes
