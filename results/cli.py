@@ -29,7 +29,8 @@ class HelpFormatter(argparse.HelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         help = action.help or ""
-        if "default" in help or action.default in (None, False, argparse.SUPPRESS):
+        off = action.default is None or action.default is False  # `is`: 0 is a default to say
+        if "default" in help or off or action.default == argparse.SUPPRESS:
             return help
         if action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
             return help + " (default: %(default)s)"
