@@ -31,6 +31,7 @@ import optuna
 import pandas as pd
 
 from results.experiment import read_results
+from results.rundir import HISTORY_FILE, LEADERBOARD_FILE, RUN_FILE
 from trainables.data import FILES, load_dataset
 from tuning.search import LOST, study_storage
 
@@ -64,8 +65,8 @@ def check(run_dir: Path, num_samples: int) -> dict[str, object]:
     rows = {p.parent.name.removeprefix("trial_"): read_results(p)
             for p in run_dir.glob("trial_*/result.json")}
     ended = [t for t in last.values() if t.state != optuna.trial.TrialState.RUNNING]
-    board = pd.read_csv(run_dir / "leaderboard.csv")
-    history = pd.read_csv(run_dir / "history.csv")
+    board = pd.read_csv(run_dir / LEADERBOARD_FILE)
+    history = pd.read_csv(run_dir / HISTORY_FILE)
     agree = sorted(board["trial_id"]) == sorted(last) == sorted(rows)
     for rid, trial in last.items():
         status = board.loc[board["trial_id"] == rid, "status"]
@@ -99,7 +100,7 @@ def main() -> None:
                 "--name", "chaos"]
         run_dir, killed, started = tmp / "chaos", 0, time.time()
         while killed < opts.kills:
-            resume = ["--resume"] if (run_dir / "run.json").is_file() else []
+            resume = ["--resume"] if (run_dir / RUN_FILE).is_file() else []
             process = start([*base, *resume])
             try:
                 process.wait(timeout=moments.uniform(*opts.between))
@@ -116,7 +117,7 @@ def main() -> None:
             print(f"last resume failed (rc {final.returncode}): {final.stderr.strip()[-2000:]}")
             raise SystemExit(1)
         figures = check(run_dir, int(SEARCH[SEARCH.index("--num-samples") + 1]))
-        status = json.loads((run_dir / "run.json").read_text())["status"]
+        status = json.loads((run_dir / RUN_FILE).read_text())["status"]
     print(f"kills survived   {killed} of {opts.kills}")
     print(f"run status       {status}, {time.time() - started:.0f} s in all")
     print(f"trials finished  {figures['finished']} of 16")

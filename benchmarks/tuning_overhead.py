@@ -25,10 +25,22 @@ from pathlib import Path
 import pandas as pd
 
 from results.experiment import load_experiment
+from results.rundir import CONFIRMATION_FILE, FINAL_DIR, FINAL_METRICS_FILE, RUN_FILE
+
+
+def print_memory(history: pd.DataFrame) -> None:
+    """The trial processes' peak memory, as trainables.memory reported it with each epoch."""
+    trials = history.groupby("trial_id")
+    peaks, anon, pss = (trials[k].max().sort_values().tolist()
+                        for k in ("peak_rss_mb", "anon_mb", "pss_mb"))
+    print(f"memory       peak resident per trial process: max {peaks[-1]:.0f} MiB, "
+          f"median {statistics.median(peaks):.0f} MiB, min {peaks[0]:.0f} MiB")
+    print(f"             of which its own (anonymous) memory: max {anon[-1]:.0f} MiB; its share with "
+          f"shared pages divided (PSS): max {pss[-1]:.0f} MiB, median {statistics.median(pss):.0f} MiB")
 
 
 def summarize(run_dir: Path, command_seconds: float | None) -> None:
-    run = json.loads((run_dir / "run.json").read_text())
+    run = json.loads((run_dir / RUN_FILE).read_text())
     history = load_experiment(run_dir).history
     trials = history.groupby("trial_id")
     cpus = os.cpu_count() or 1
@@ -37,13 +49,11 @@ def summarize(run_dir: Path, command_seconds: float | None) -> None:
         concurrency = min(concurrency, run["max_concurrent"])
     own = trials["seconds"].sum()
     ideal = own.sum() / concurrency
-    confirmation = run_dir / "confirmation.csv"  # its runs' own time counts in the whole command
+    confirmation = run_dir / CONFIRMATION_FILE  # its runs' own time counts in the whole command
     confirmed = pd.read_csv(confirmation) if confirmation.is_file() else None
     extra = 0.0 if confirmed is None else \
         confirmed.loc[confirmed["run"] == "confirmation", "seconds"].sum() / concurrency
     fit = run.get("search_seconds", run["wall_seconds"])
-    peaks, anon, pss = (trials[k].max().sort_values().tolist()
-                        for k in ("peak_rss_mb", "anon_mb", "pss_mb"))
 
     print(f"run          {run_dir}")
     print(f"search       space {run['space']}, {len(own)} trials, {len(history)} epochs, "
@@ -61,12 +71,9 @@ def summarize(run_dir: Path, command_seconds: float | None) -> None:
              if command_seconds else ""))
     print(f"throughput   {len(own) / fit * 60:7.1f} trials per minute, "
           f"{len(history) / fit * 60:.1f} epochs per minute")
-    print(f"memory       peak resident per trial process: max {peaks[-1]:.0f} MiB, "
-          f"median {statistics.median(peaks):.0f} MiB, min {peaks[0]:.0f} MiB")
-    print(f"             of which its own (anonymous) memory: max {anon[-1]:.0f} MiB; its share with "
-          f"shared pages divided (PSS): max {pss[-1]:.0f} MiB, median {statistics.median(pss):.0f} MiB")
+    print_memory(history)
     print(f"best         {100 * history['val_accuracy'].max():.2f}% validation accuracy")
-    final = run_dir / "final" / "final_metrics.json"
+    final = run_dir / FINAL_DIR / FINAL_METRICS_FILE
     if final.is_file():
         print(f"final        {100 * json.loads(final.read_text())['test_accuracy']:.2f}% test accuracy")
 

@@ -16,9 +16,9 @@ import pandas as pd
 
 from results.experiment import Experiment, _epochs, _read_json, read_results
 from results.leaderboard import settings, top_trial
+from results.rundir import CONFIRM_DIR
 from trainables.config import CONFIRMS
 
-CONFIRM_DIR = "confirm"
 TOP = 3  # configs confirmed where the space compares nothing
 COLUMNS = ["trial_id", "seed", "run", "status", "epochs", "val_accuracy", "val_loss", "seconds"]
 

@@ -1,6 +1,6 @@
 """Read an experiment directory (RUN_DIR) from disk into DataFrames: no Ray session needed.
 
-RUN_DIR holds run.json (ours), optionally the Optuna journal named by run.json["storage"], and
+RUN_DIR holds run.json (ours), optionally the Optuna journal named by run.json["study_file"], and
 one Ray trial directory per trial: any subdirectory with a params.json, beside result.json (one
 JSON line per reported epoch) and error.txt when the trial errored.
 """
@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from results.rundir import RUN_FILE, STUDY_FILE
 from trainables.config import BASELINE, KEYS
 
 STATUSES = ("completed", "stopped_by_asha", "diverged", "errored", "unfinished")
@@ -170,9 +171,9 @@ def load_experiment(run_dir: Path) -> Experiment:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ReportError(f"{run_dir} is not a directory; pass an experiment directory (RUN_DIR)")
-    run = _read_json(run_dir / "run.json") if (run_dir / "run.json").is_file() else {}
+    run = _read_json(run_dir / RUN_FILE) if (run_dir / RUN_FILE).is_file() else {}
     if not isinstance(run, dict):
-        raise ReportError(f"{run_dir / 'run.json'} is not a JSON object")
+        raise ReportError(f"{run_dir / RUN_FILE} is not a JSON object")
     trial_dirs = sorted(p.parent for p in run_dir.glob("*/params.json"))
     study, study_note = load_study(run_dir, run)
     reasons = study_reasons(study)
@@ -252,7 +253,8 @@ def load_study(run_dir: Path, run: dict[str, Any]) -> tuple[Any, str]:
 
     The journal is read from a copy: RUN_DIR may be read-only or still written by a running tune.
     """
-    path = run_dir / str(run.get("storage") or "optuna.journal")
+    # "storage": the key's name in runs made before it was called study_file
+    path = run_dir / str(run.get("study_file") or run.get("storage") or STUDY_FILE)
     if not path.is_file():
         return None, f"no Optuna study ({path.name} is missing)"
     import optuna

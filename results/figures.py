@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from results.experiment import Experiment
-from results.files import write_atomic
+from results.rundir import write_atomic
 
 FIGURES = {  # file stem: caption
     "learning_curves": "Validation accuracy of every trial by epoch",

@@ -18,12 +18,14 @@ import pandas as pd
 
 from results.confirmation import confirmation_table, stats
 from results.experiment import ReportError, load_experiment
+from results.cli import HelpFormatter, fail
 from results.figures import write_figures
-from results.files import write_atomic, write_json, write_text
 from results.leaderboard import best_config, format_top, leaderboard
+from results.rundir import (BEST_CONFIG_FILE, CONFIRMATION_FILE, FIGURES_DIR, HISTORY_FILE,
+                            LEADERBOARD_FILE, REPORT_FILE, RUN_FILE, SUMMARY_FILE, write_atomic,
+                            write_json, write_text)
 from results.summary import report_html, summary_markdown
 from trainables.config import BOOKKEEPING_KEYS, ConfigError, parse_config
-from tuning.cli import fail
 
 PROG = "python -m results.report"
 MAX_ERROR_NOTES = 5
@@ -33,6 +35,18 @@ __all__ = ["ReportError", "format_top", "main", "top_rows", "write_reports"]
 
 def _write_csv(path: Path, frame: pd.DataFrame) -> Path:
     return write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
+
+
+def _write_best_config(run_dir: Path, config: dict | None) -> tuple[dict[str, Path], str]:
+    """best_config.json when there is a config that trains; else ({}, a note saying why not)."""
+    if config is None:
+        return {}, f"{BEST_CONFIG_FILE} not written: no trial reached a finite validation accuracy"
+    try:
+        parse_config(config, ignore=BOOKKEEPING_KEYS)
+    except ConfigError as err:
+        return {}, (f"{BEST_CONFIG_FILE} not written: trial {config['trial_id']}'s params "
+                    f"do not make a training config: {err}")
+    return {"best_config": write_json(run_dir / BEST_CONFIG_FILE, config)}, ""
 
 
 def build_reports(run_dir: Path) -> tuple[dict[str, Path], pd.DataFrame, list[str]]:
@@ -46,26 +60,20 @@ def build_reports(run_dir: Path) -> tuple[dict[str, Path], pd.DataFrame, list[st
                           "report again after the first epoch")
     board = leaderboard(experiment)
     notes = list(experiment.skipped)
-    paths = {"leaderboard": _write_csv(run_dir / "leaderboard.csv", board)}
+    paths = {"leaderboard": _write_csv(run_dir / LEADERBOARD_FILE, board)}
     # config/<key> as in Ray's own tables: the epoch's lr is a metric, the configured one is not
     config = experiment.trials[["trial_id", *experiment.hyperparameters]].rename(
         columns={k: f"config/{k}" for k in experiment.hyperparameters})
-    paths["history"] = _write_csv(run_dir / "history.csv",
+    paths["history"] = _write_csv(run_dir / HISTORY_FILE,
                                   experiment.history.merge(config, on="trial_id", how="left"))
     confirmed = confirmation_table(experiment, board)
     if len(confirmed):
-        paths["confirmation"] = _write_csv(run_dir / "confirmation.csv", confirmed)
+        paths["confirmation"] = _write_csv(run_dir / CONFIRMATION_FILE, confirmed)
     config = best_config(experiment, board, stats(confirmed, experiment.compare))
-    if config is None:
-        notes.append("best_config.json not written: no trial reached a finite validation accuracy")
-    else:
-        try:
-            parse_config(config, ignore=BOOKKEEPING_KEYS)
-            paths["best_config"] = write_json(run_dir / "best_config.json", config)
-        except ConfigError as err:
-            notes.append(f"best_config.json not written: trial {config['trial_id']}'s params "
-                         f"do not make a training config: {err}")
-    figures, figure_notes = write_figures(experiment, board, run_dir / "figures")
+    written, note = _write_best_config(run_dir, config)
+    paths.update(written)
+    notes += [note] if note else []
+    figures, figure_notes = write_figures(experiment, board, run_dir / FIGURES_DIR)
     paths.update(figures)
     notes += figure_notes
     errored = board[board["status"] == "errored"]
@@ -73,9 +81,9 @@ def build_reports(run_dir: Path) -> tuple[dict[str, Path], pd.DataFrame, list[st
     notes += [f"trial {t} errored: {lookup[t]}" for t in errored["trial_id"][:MAX_ERROR_NOTES]]
     if len(errored) > MAX_ERROR_NOTES:
         notes.append(f"{len(errored) - MAX_ERROR_NOTES} more trials errored; see their error.txt")
-    paths["summary"] = write_text(run_dir / "summary.md",
+    paths["summary"] = write_text(run_dir / SUMMARY_FILE,
                                   summary_markdown(experiment, board, paths, notes, confirmed))
-    paths["report"] = write_text(run_dir / "report.html",
+    paths["report"] = write_text(run_dir / REPORT_FILE,
                                  report_html(experiment, board, paths, notes, confirmed))
     return paths, board, notes
 
@@ -91,13 +99,14 @@ def write_reports(run_dir: Path) -> dict[str, Path]:
 
 def top_rows(run_dir: Path, n: int = 5) -> str:
     """The top n rows of run_dir/leaderboard.csv as an aligned table, for printing."""
-    return format_top(pd.read_csv(Path(run_dir) / "leaderboard.csv"), n)
+    return format_top(pd.read_csv(Path(run_dir) / LEADERBOARD_FILE), n)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0],
+                                     formatter_class=HelpFormatter)
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR",
-                        help="the experiment directory: <storage path>/<name>/, with run.json and "
+                        help=f"the experiment directory: <storage path>/<name>/, with {RUN_FILE} and "
                              "one directory per trial")
     parser.add_argument("--top", type=int, default=5, help="trials to print (default: 5)")
     args = parser.parse_args(argv)

@@ -16,6 +16,7 @@ from results.confirmation import candidates, stats, welch_p
 from results.experiment import STATUSES, Experiment
 from results.figures import FIGURES
 from results.leaderboard import display_table, hyperparameter_columns, varying
+from results.rundir import BEST_CONFIG_FILE, FINAL_DIR, FINAL_METRICS_FILE
 
 TOP = 10  # rows of the leaderboard shown in the summary and the report
 NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop", "adagrad": "Adagrad"}
@@ -149,14 +150,14 @@ def final_line(run_dir: Path) -> str:
     """The final training's test accuracy, when final/final_metrics.json exists and reads, beside
     the validation score best_config.json promised for it."""
     try:
-        final = json.loads((run_dir / "final" / "final_metrics.json").read_text())
+        final = json.loads((run_dir / FINAL_DIR / FINAL_METRICS_FILE).read_text())
         accuracy, epochs = float(final["test_accuracy"]), len(final["epochs"])
     except (OSError, ValueError, KeyError, TypeError):
         return ""
     if not math.isfinite(accuracy):
         return ""
     try:
-        best = json.loads((run_dir / "best_config.json").read_text())
+        best = json.loads((run_dir / BEST_CONFIG_FILE).read_text())
         spread = f" ± {100 * best['val_accuracy_sd']:.1f}" if best.get("val_accuracy_sd") else ""
         seeds = f" over {best['seeds']} seeds" if best.get("seeds", 1) > 1 else ""
         promised = f" (validation accuracy {100 * best['val_accuracy']:.1f}{spread}%{seeds})"

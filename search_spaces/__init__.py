@@ -16,6 +16,8 @@ from typing import Any
 
 import optuna
 
+from results.cli import UsageError
+
 
 @dataclass(frozen=True)
 class Budget:
@@ -51,8 +53,9 @@ SPACES = _load()
 
 
 def get_space(name: str) -> Space:
+    """The space of that name; a UsageError (one line, the known spaces) for any other name."""
     if name not in SPACES:
-        raise KeyError(f"unknown space {name!r}; known spaces: {', '.join(SPACES)}")
+        raise UsageError(f"unknown space {name!r}; known spaces: {', '.join(SPACES)}")
     return SPACES[name]
 
 

@@ -1,8 +1,12 @@
-"""Shared fixtures: small learnable images, and IDX files of them, gzipped or plain."""
+"""Shared fixtures: small learnable images, IDX files of them, and the README's smoke-test run."""
 
 import gzip
 import os
+import re
+import shlex
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -75,3 +79,52 @@ def encode_idx():
 def write_dataset():
     """write_dataset(directory, train, test, gz=False) -> the four paths written."""
     return write_idx_files
+
+
+# The README's commands, run as written: the cheap ones by tests/test_readme.py, the smoke test
+# once per session, its run also opened in TensorBoard and optuna-dashboard (tests/test_viewers.py)
+ROOT = Path(__file__).resolve().parents[1]
+SYSTEM_DATA = Path("/usr/share/datasets/fashion-mnist")
+SCRIPTS = {"tune-run": "tuning.run", "tune-train": "tuning.train", "tune-report": "results.report"}
+
+
+def readme_commands():
+    """Every command line in README.md's fenced code blocks, split as a shell would, comments dropped."""
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"^```(?:bash|sh)?\n(.*?)^```", text, re.M | re.S)
+    return [shlex.split(line, comments=True) for block in blocks for line in block.splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]
+
+
+def as_argv(command):
+    """A README command with its python (or console script) replaced by this interpreter."""
+    head, *rest = command
+    if head in SCRIPTS:
+        return [sys.executable, "-m", SCRIPTS[head], *rest]
+    assert Path(head).name.startswith("python"), f"not a python command: {command}"
+    return [sys.executable, *rest]
+
+
+def run_readme_command(command, cwd, timeout=120):
+    """Run a README command in cwd with this tree importable and a fresh per-user cache."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_CACHE_HOME": str(Path(cwd) / ".cache")}
+    return subprocess.run(as_argv(command), cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """(the finished process, its run directory) of the README's --smoke-test command, run once.
+
+    It reads the installed FashionMNIST as the README says; where the Debian package is missing,
+    generated IDX files passed with --data-dir stand in, so the test needs no download."""
+    commands = [c for c in readme_commands() if "--smoke-test" in c]
+    assert len(commands) == 1, f"the README shows {len(commands)} --smoke-test commands"
+    cwd = tmp_path_factory.mktemp("readme")
+    command = commands[0]
+    if not (SYSTEM_DATA / "train-images-idx3-ubyte.gz").is_file():
+        write_idx_files(cwd / "data", make_split(2_500, seed=1), make_split(200, seed=2))
+        command = [*command, "--data-dir", str(cwd / "data")]
+    done = run_readme_command(command, cwd, timeout=600)
+    runs = sorted((cwd / "runs").glob("*/")) if (cwd / "runs").is_dir() else []
+    return done, runs[0] if len(runs) == 1 else None

@@ -29,7 +29,7 @@ RUN = {"name": "sgd_vs_adam", "space": "sgd_vs_adam", "description": "hand-made"
        "question": "SGD or Adam, and at what learning rate?", "compare": "optimizer",
        "metric": "val_accuracy", "mode": "max", "dataset": "fashion_mnist", "model": "mlp",
        "max_epochs": 4, "grace_period": 1, "reduction_factor": 2, "num_samples": 6, "seed": 0,
-       "study_name": "sgd_vs_adam", "storage": "optuna.journal", "status": "finished",
+       "study_name": "sgd_vs_adam", "study_file": "optuna.journal", "status": "finished",
        "started_at": "2026-01-01T00:00:00", "finished_at": "2026-01-01T00:10:00"}
 NAN = math.nan
 # trial_id: (params sampled, val_accuracy per epoch, how it ended, Optuna state)
@@ -54,7 +54,7 @@ ANSWER = ("Not confirmed over seeds (one run each; --confirm-seeds runs more): A
 
 def write_study(run_dir: Path, trials: dict = TRIALS) -> None:
     """The Optuna journal the Ray side persists: one study, a trial per Ray trial."""
-    storage = JournalStorage(JournalFileBackend(str(run_dir / RUN["storage"])))
+    storage = JournalStorage(JournalFileBackend(str(run_dir / RUN["study_file"])))
     study = optuna.create_study(study_name=RUN["study_name"], storage=storage, direction="maximize")
     space = {"optimizer": CategoricalDistribution(["sgd", "adam"]),
              "lr": FloatDistribution(1e-4, 1.0, log=True),
@@ -390,9 +390,9 @@ CHROMIUM = Path("/usr/bin/chromium")
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Chromium at /usr/bin/chromium")
 def test_screenshot_script_proves_every_figure_rendered(reported, tmp_path):
-    """benchmarks/screenshot_report.py finds every figure decoded, and fails on a broken one."""
+    """tests/screenshot_report.py finds every figure decoded, and fails on a broken one."""
     run_dir, paths = reported
-    script = str(ROOT / "benchmarks" / "screenshot_report.py")
+    script = str(ROOT / "tests" / "screenshot_report.py")
     done = subprocess.run([sys.executable, script, str(run_dir), "--out",
                            str(tmp_path / "shot.png")], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import math
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
-
-DATASETS = ("fashion_mnist", "mnist")
-MODELS = ("mlp", "cnn")
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
-SCHEDULES = ("none", "step", "multistep", "exponential", "cosine")
-LOSSES = ("cross_entropy", "nll")
 
 
 # what best_config.json holds beside the config: parse_config(raw, ignore=BOOKKEEPING_KEYS)
@@ -49,13 +44,17 @@ class TrainConfig:
         return asdict(self)
 
 
-_CHOICES = {
-    "dataset": DATASETS,
-    "model": MODELS,
-    "optimizer": OPTIMIZERS,
-    "schedule": SCHEDULES,
-    "loss": LOSSES,
-}
+def choices() -> dict[str, tuple[str, ...]]:
+    """The names each choice field allows: the keys of the registries that build them (imported
+    here, not at the top: results/ imports this module for KEYS and need not import torch)."""
+    from trainables.data import DATASETS
+    from trainables.models import MODELS
+    from trainables.optim import LOSSES, OPTIMIZERS, SCHEDULES
+
+    registries = {"dataset": DATASETS, "model": MODELS, "optimizer": OPTIMIZERS,
+                  "schedule": SCHEDULES, "loss": LOSSES}
+    return {key: tuple(registry) for key, registry in registries.items()}
+
 _POSITIVE = ("lr", "batch_size", "epochs", "gamma", "step_size")
 _NON_NEGATIVE = ("momentum", "weight_decay")
 
@@ -84,12 +83,10 @@ def _coerce(name: str, value: Any, kind: type) -> Any:
     return [_coerce(f"{name}[{i}]", v, int) for i, v in enumerate(value)]
 
 
-_TYPES = {"optimizer": str, "lr": float, "dataset": str, "model": str, "batch_size": int,
-          "epochs": int, "momentum": float, "nesterov": bool, "weight_decay": float,
-          "schedule": str, "gamma": float, "step_size": int, "milestones": list, "loss": str,
-          "shuffle": bool, "seed": int}
+# each field's type, from the annotations (list[int] -> list)
+_TYPES = {name: typing.get_origin(kind) or kind
+          for name, kind in typing.get_type_hints(TrainConfig).items()}
 KEYS = tuple(f.name for f in fields(TrainConfig))
-assert set(_TYPES) == set(KEYS)
 
 
 def parse_config(raw: dict[str, Any], ignore: tuple[str, ...] = ()) -> TrainConfig:
@@ -107,7 +104,7 @@ def parse_config(raw: dict[str, Any], ignore: tuple[str, ...] = ()) -> TrainConf
         if required not in raw:
             raise ConfigError(f"missing key {required!r}; the config needs at least optimizer and lr")
     values = {k: _coerce(k, raw[k], _TYPES[k]) for k in KEYS if k in raw}
-    for key, allowed in _CHOICES.items():
+    for key, allowed in choices().items():
         if key in values and values[key] not in allowed:
             raise ConfigError(f"{key} {values[key]!r} is not one of: {', '.join(allowed)}")
     for key in _POSITIVE:
@@ -117,10 +114,20 @@ def parse_config(raw: dict[str, Any], ignore: tuple[str, ...] = ()) -> TrainConf
         if key in values and values[key] < 0:
             raise ConfigError(f"{key} must be 0 or more, got {raw[key]!r}")
     config = TrainConfig(**values)
-    if config.nesterov and (config.optimizer != "sgd" or config.momentum <= 0):
-        raise ConfigError("nesterov needs optimizer 'sgd' with momentum greater than 0")
-    if config.momentum and config.optimizer not in ("sgd", "rmsprop"):
-        raise ConfigError(f"momentum applies to sgd and rmsprop only, not {config.optimizer!r}")
+    _check_optimizer_settings(config)
     if any(m <= 0 for m in config.milestones) or config.milestones != sorted(config.milestones):
         raise ConfigError(f"milestones must be increasing epochs above 0, got {config.milestones}")
     return config
+
+
+def _check_optimizer_settings(config: TrainConfig) -> None:
+    """momentum and nesterov only for the optimizers that take them (trainables.optim says which)."""
+    from trainables.optim import optimizers_taking
+
+    nesterov, momentum = optimizers_taking("nesterov"), optimizers_taking("momentum")
+    if config.nesterov and (config.optimizer not in nesterov or config.momentum <= 0):
+        raise ConfigError(f"nesterov needs optimizer {' or '.join(map(repr, nesterov))} with "
+                          "momentum greater than 0")
+    if config.momentum and config.optimizer not in momentum:
+        raise ConfigError(f"momentum applies to {' and '.join(momentum)} only, "
+                          f"not {config.optimizer!r}")

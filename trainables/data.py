@@ -22,7 +22,7 @@ import torch
 
 # torchvision's dataset classes, by their names there (imported only to download: a trial
 # process never needs torchvision, which costs it ~190 MB)
-DATASET_CLASSES = {"fashion_mnist": "FashionMNIST", "mnist": "MNIST"}
+DATASETS = {"fashion_mnist": "FashionMNIST", "mnist": "MNIST"}
 SYSTEM_DIRS = {"fashion_mnist": (Path("/usr/share/datasets/fashion-mnist"),), "mnist": ()}
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -113,7 +113,7 @@ def _download(dataset: str, data_dir: Path) -> None:
     from torchvision import datasets
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    name = DATASET_CLASSES[dataset]
+    name = DATASETS[dataset]
     with tempfile.TemporaryDirectory(dir=data_dir, prefix=".download-") as tmp:
         getattr(datasets, name)(tmp, train=True, download=True)  # downloads both splits' files
         raw = Path(tmp) / name / "raw"
@@ -126,7 +126,7 @@ def _download(dataset: str, data_dir: Path) -> None:
 def candidate_dirs(dataset: str, data_dir: Path, system_dirs: tuple[Path, ...]) -> list[Path]:
     """The directories searched, in order: torchvision's layout under the data directory, the
     data directory itself (so --data-dir can point straight at a folder of IDX files), then the system copy."""
-    return [data_dir / DATASET_CLASSES[dataset] / "raw", data_dir, *system_dirs]
+    return [data_dir / DATASETS[dataset] / "raw", data_dir, *system_dirs]
 
 
 def find_files(directories: list[Path]) -> tuple[tuple[Path, Path], tuple[Path, Path]] | None:
@@ -147,8 +147,8 @@ def find_dataset(
 ) -> tuple[tuple[Path, Path], tuple[Path, Path]]:
     """The ((train images, labels), (test images, labels)) files: in the data directory, the
     system copy, else downloaded; a DataError saying where it looked when there are none."""
-    if dataset not in DATASET_CLASSES:
-        raise DataError(f"unknown dataset {dataset!r}; known: {', '.join(DATASET_CLASSES)}")
+    if dataset not in DATASETS:
+        raise DataError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
     data_dir = Path(data_dir).expanduser().resolve() if data_dir else default_data_dir()
     system_dirs = SYSTEM_DIRS[dataset] if system_dirs is None else system_dirs
     searched = candidate_dirs(dataset, data_dir, system_dirs)

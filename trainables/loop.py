@@ -106,8 +106,11 @@ class Trainer:
         train: tuple[torch.Tensor, torch.Tensor],
         holdout: tuple[torch.Tensor, torch.Tensor],
         on_batch: OnBatch | None = None,
+        holdout_name: str = "val",
     ) -> dict[str, float]:
-        """Train one epoch, evaluate on the held-out data, step the schedule; return the epoch's metrics."""
+        """Train one epoch, evaluate on the held-out data, step the schedule; return the epoch's
+        metrics under the names callers report: epoch, lr, train_loss, {holdout_name}_loss,
+        {holdout_name}_accuracy and seconds."""
         start = time.perf_counter()
         lr = self.lr
         metrics = train_epoch(self.model, self.optimizer, self.loss_fn, train, self.config.batch_size,
@@ -116,8 +119,9 @@ class Trainer:
         if self.scheduler is not None:
             self.scheduler.step()
         self.epoch += 1
-        return {"epoch": self.epoch, "lr": lr, **metrics, "loss": scores["loss"],
-                "accuracy": scores["accuracy"], "seconds": time.perf_counter() - start}
+        return {"epoch": self.epoch, "lr": lr, **metrics,
+                **{f"{holdout_name}_{key}": value for key, value in scores.items()},
+                "seconds": time.perf_counter() - start}
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -139,4 +143,5 @@ class Trainer:
 
 
 def is_diverged(metrics: dict[str, float]) -> bool:
-    return not all(math.isfinite(metrics[k]) for k in ("train_loss", "loss"))
+    """Whether any of the epoch's losses (train_loss, val_loss, ...) is NaN or infinite."""
+    return not all(math.isfinite(value) for key, value in metrics.items() if key.endswith("loss"))

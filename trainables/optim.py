@@ -1,4 +1,8 @@
-"""Optimizers, learning-rate schedules and losses built from a TrainConfig."""
+"""Optimizers, learning-rate schedules and losses, each found by name in its registry.
+
+The registries are the one list of names: TrainConfig validates against their keys. Adding an
+optimizer is one line in OPTIMIZERS (and a search space that suggests it).
+"""
 
 from __future__ import annotations
 
@@ -7,42 +11,28 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.optim import lr_scheduler
 
 from trainables.config import TrainConfig
 
+# name: (class, the TrainConfig fields it takes beside lr and weight_decay)
+OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], tuple[str, ...]]] = {
+    "sgd": (torch.optim.SGD, ("momentum", "nesterov")),
+    "adam": (torch.optim.Adam, ()),
+    "adamw": (torch.optim.AdamW, ()),
+    "rmsprop": (torch.optim.RMSprop, ("momentum",)),
+    "adagrad": (torch.optim.Adagrad, ()),
+}
 
-def build_optimizer(params: Iterable[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
-    lr, wd = config.lr, config.weight_decay
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=config.momentum, nesterov=config.nesterov,
-                               weight_decay=wd)
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
-    if config.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, momentum=config.momentum, weight_decay=wd)
-    if config.optimizer == "adagrad":
-        return torch.optim.Adagrad(params, lr=lr, weight_decay=wd)
-    raise ValueError(f"unknown optimizer {config.optimizer!r}")
-
-
-def build_scheduler(
-    optimizer: torch.optim.Optimizer, config: TrainConfig
-) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """The schedule, stepped once per epoch; None for a constant learning rate."""
-    sched = torch.optim.lr_scheduler
-    if config.schedule == "none":
-        return None
-    if config.schedule == "step":
-        return sched.StepLR(optimizer, step_size=config.step_size, gamma=config.gamma)
-    if config.schedule == "multistep":
-        return sched.MultiStepLR(optimizer, milestones=config.milestones, gamma=config.gamma)
-    if config.schedule == "exponential":
-        return sched.ExponentialLR(optimizer, gamma=config.gamma)
-    if config.schedule == "cosine":
-        return sched.CosineAnnealingLR(optimizer, T_max=config.epochs)
-    raise ValueError(f"unknown schedule {config.schedule!r}")
+Schedule = Callable[[torch.optim.Optimizer, TrainConfig], lr_scheduler.LRScheduler]
+SCHEDULES: dict[str, Schedule | None] = {  # stepped once per epoch; "none": a constant lr
+    "none": None,
+    "step": lambda opt, c: lr_scheduler.StepLR(opt, step_size=c.step_size, gamma=c.gamma),
+    "multistep": lambda opt, c: lr_scheduler.MultiStepLR(opt, milestones=c.milestones,
+                                                         gamma=c.gamma),
+    "exponential": lambda opt, c: lr_scheduler.ExponentialLR(opt, gamma=c.gamma),
+    "cosine": lambda opt, c: lr_scheduler.CosineAnnealingLR(opt, T_max=c.epochs),
+}
 
 
 def _nll_of_log_softmax(logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -53,6 +43,25 @@ LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "cross_entropy": F.cross_entropy,
     "nll": _nll_of_log_softmax,  # the MNIST example's log_softmax + NLL
 }
+
+
+def optimizers_taking(setting: str) -> list[str]:
+    """The optimizers that take a setting such as momentum, in registry order."""
+    return [name for name, (_, extra) in OPTIMIZERS.items() if setting in extra]
+
+
+def build_optimizer(params: Iterable[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+    cls, extra = OPTIMIZERS[config.optimizer]
+    return cls(params, lr=config.lr, weight_decay=config.weight_decay,
+               **{name: getattr(config, name) for name in extra})
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainConfig
+) -> lr_scheduler.LRScheduler | None:
+    """The schedule, stepped once per epoch; None for a constant learning rate."""
+    make = SCHEDULES[config.schedule]
+    return make(optimizer, config) if make is not None else None
 
 
 def build_loss(name: str) -> Callable[..., torch.Tensor]:

@@ -9,9 +9,10 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
-from results.confirmation import CONFIRM_DIR, confirmation_runs, plan
+from results.confirmation import confirmation_runs, plan
 from results.experiment import load_experiment
 from results.leaderboard import leaderboard
+from results.rundir import CONFIRM_DIR
 
 
 def configs(run_dir: Path, seeds: int) -> list[dict[str, Any]]:

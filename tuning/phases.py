@@ -44,7 +44,7 @@ def search(s: Settings, space: Space, run_dir: Path, run: dict, data: dict,
 
 def confirm(s: Settings, run_dir: Path, run: dict, data: dict, deadline: float | None) -> None:
     """Train the best config of each compared choice again with more seeds (tuning.confirm)."""
-    from results.confirmation import CONFIRM_DIR
+    from results.rundir import CONFIRM_DIR
     from tuning.confirm import build_confirmation, configs, finished
     from tuning.progress import Progress
 

@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import search_spaces
-from results.files import write_json
+from results.cli import UsageError
+from results.rundir import RUN_FILE, STUDY_FILE, write_json
 from trainables.config import TrainConfig
-from tuning.cli import UsageError
 from tuning.settings import RECORDED, RESOURCES, Settings
 
-RUN_FILE = "run.json"
 METRIC, MODE = "val_accuracy", "max"
 
 
@@ -78,23 +77,19 @@ def restorable(run_dir: Path) -> bool:
 def clear_search(run_dir: Path) -> None:
     """What a search stopped before Ray saved its state left behind, none of it restorable (Ray
     never listed its trials), so that the search starts over in run_dir."""
-    from tuning.search import STUDY_FILE
-
     for path in [run_dir / STUDY_FILE, run_dir / "tuner.pkl", *run_dir.glob("trial_*"),
                  *run_dir.glob("*-state-*"), *run_dir.glob("experiment_state-*")]:
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
 
 
 def new_record(s: Settings, run_dir: Path) -> dict[str, Any]:
-    from tuning.search import STUDY_FILE
-
     space = search_spaces.get_space(s.space)
     return {
         "name": run_dir.name, "space": s.space, "description": space.description,
         "question": space.question, "compare": space.compare, "metric": METRIC, "mode": MODE,
         **{key: getattr(s, key) for key in (*RECORDED, *RESOURCES)},
         "model": s.model or TrainConfig.model, "time_budget": s.time_budget,
-        "study_name": run_dir.name, "storage": STUDY_FILE,
+        "study_name": run_dir.name, "study_file": STUDY_FILE,
         "status": "running", "phase": "search", "started_at": now(), "finished_at": None,
     }
 

@@ -17,9 +17,11 @@ import os
 import time
 from pathlib import Path
 
+from results.cli import HelpFormatter, UsageError, fail
+from results.rundir import BEST_CONFIG_FILE, FINAL_DIR
 from search_spaces import SPACES, describe_parameters, get_space
+from trainables.data import DATASETS
 from tuning import record
-from tuning.cli import UsageError, fail
 from tuning.settings import Settings, resolve
 from tuning.tuner import LOOPBACK_ONLY
 
@@ -28,7 +30,8 @@ PROG = "python -m tuning.run"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Every flag defaults to None: a resume tells the flags given from the run's record."""
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0],
+                                formatter_class=HelpFormatter)
     add = p.add_argument
     add("--space", help="search space to run (see --list-spaces)")
     add("--list-spaces", action="store_true", help="list the spaces and their parameters")
@@ -46,7 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--time-budget", type=float, help="seconds this command may run trials; --resume goes on "
                                           "(default: no limit)")
     add("--seed", type=int, help="seed of the TPE sampler (default: 0)")
-    add("--dataset", choices=["fashion_mnist", "mnist"], help="dataset (default: fashion_mnist)")
+    add("--dataset", choices=list(DATASETS), help="dataset (default: fashion_mnist)")
     add("--model", help="model, where the space leaves it open (default: the space's, else mlp)")
     add("--data-dir", type=Path, help="folder with the dataset's IDX files (default: a per-user "
                                       "cache folder, then the system's copy)")
@@ -144,9 +147,9 @@ def final_training(run_dir: Path) -> bool:
     if run["status"] != "finished":
         print(f"\nNo final training: the run is {run['status']}; --resume --final finishes it first")
         return False
-    config = read_config(run_dir / "best_config.json")
+    config = read_config(run_dir / BEST_CONFIG_FILE)
     print(f"\nFinal training of the best config for {config.epochs} epochs on the whole training set")
-    result = train(config, run_dir / "final", run.get("data_dir"), default_device())
+    result = train(config, run_dir / FINAL_DIR, run.get("data_dir"), default_device())
     print(f"Final test accuracy {100 * result['test_accuracy']:.2f}%")
     return True
 
@@ -164,10 +167,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.list_spaces:
         list_spaces()
         return
-    if args.space not in SPACES:
-        fail(PROG, f"--space is required; known spaces: {', '.join(SPACES)} (see --list-spaces)"
-             if not args.space else f"unknown space {args.space!r}; known spaces: "
-             f"{', '.join(SPACES)}")
+    if not args.space:
+        fail(PROG, f"--space is required; known spaces: {', '.join(SPACES)} (see --list-spaces)")
     from results.report import ReportError
     from trainables.config import ConfigError
     from trainables.data import DataError

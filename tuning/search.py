@@ -16,11 +16,11 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
+from results.rundir import STUDY_FILE
 from search_spaces import get_space
 from trainables.config import BASELINE
 
 logger = logging.getLogger(__name__)
-STUDY_FILE = "optuna.journal"
 ENDED = (TrialState.COMPLETE, TrialState.PRUNED)  # a trial Ray must not run again
 LOST = "lost_in_crash"  # the reason of a trial the study handed out that Ray never knew
 # where a run being restored lies now: tuner.pkl and the searcher's snapshots hold the journal

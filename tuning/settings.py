@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from search_spaces import Space, fixed_settings
-from tuning.cli import UsageError
+from results.cli import UsageError
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,12 @@ from typing import Any
 
 import torch
 
-from results.files import write_atomic, write_json
+from results.cli import HelpFormatter, fail
+from results.rundir import (BEST_CONFIG_FILE, FINAL_DIR, FINAL_METRICS_FILE, RUN_FILE, write_atomic,
+                            write_json)
 from trainables.config import BOOKKEEPING_KEYS, ConfigError, TrainConfig, parse_config
 from trainables.data import DataError, load_dataset
 from trainables.loop import Trainer, is_diverged, to_device
-from tuning.cli import fail
 
 PROG = "python -m tuning.train"
 
@@ -40,8 +41,8 @@ def read_config(path: Path) -> TrainConfig:
 
 def default_output(config_path: Path) -> Path:
     """A run's best_config.json trains into the run's final/; any other config into runs/<name>/."""
-    if (config_path.parent / "run.json").is_file():
-        return config_path.parent / "final"
+    if (config_path.parent / RUN_FILE).is_file():
+        return config_path.parent / FINAL_DIR
     return Path("runs") / f"train-{config_path.stem}"
 
 
@@ -83,36 +84,42 @@ def plot_curve(epochs: list[dict[str, Any]], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def fit_with_progress(trainer: Trainer, train_xy: tuple[torch.Tensor, torch.Tensor],
+                      test_xy: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
+    """One epoch, printing the tutorial's loss line every 100 batches (beside a progress bar on a
+    terminal)."""
+    size, batch_size = len(train_xy[1]), trainer.config.batch_size
+    bar = None
+    if sys.stdout.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=size, unit="img", leave=False, dynamic_ncols=True)
+
+    def on_batch(batch: int, loss: torch.Tensor, current: int, size: int) -> None:
+        if bar is not None:
+            bar.update(min(batch_size, size - bar.n))
+        if batch % 100 == 0:
+            line = f"loss: {loss.item():>7f}  [{current:>5d}/{size:>5d}]"
+            bar.write(line) if bar is not None else print(line, flush=True)
+
+    metrics = trainer.fit_epoch(train_xy, test_xy, on_batch, holdout_name="test")
+    if bar is not None:
+        bar.close()
+    return metrics
+
+
 def train(config: TrainConfig, output: Path, data_dir: Path | None, device: str) -> dict[str, Any]:
     """Train and evaluate as the tutorial does, print its familiar lines, and write the results."""
     train_split, test_split = load_dataset(config.dataset, data_dir)
     train_xy, test_xy = to_device(train_split, device), to_device(test_split, device)
     trainer = Trainer(config, device)
-    interactive = sys.stdout.isatty()
     history = []
     for epoch in range(1, config.epochs + 1):
         print(f"Epoch {epoch}\n-------------------------------")
-        bar = None
-        if interactive:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(train_split), unit="img", leave=False, dynamic_ncols=True)
-
-        def on_batch(batch: int, loss: torch.Tensor, current: int, size: int) -> None:
-            if bar is not None:
-                bar.update(min(config.batch_size, size - bar.n))
-            if batch % 100 == 0:
-                line = f"loss: {loss.item():>7f}  [{current:>5d}/{size:>5d}]"
-                bar.write(line) if bar is not None else print(line, flush=True)
-
-        metrics = trainer.fit_epoch(train_xy, test_xy, on_batch)
-        if bar is not None:
-            bar.close()
-        print(f"Test Error: \n Accuracy: {100 * metrics['accuracy']:>0.1f}%, "
-              f"Avg loss: {metrics['loss']:>8f} \n", flush=True)
-        history.append({"epoch": epoch, "lr": metrics["lr"], "train_loss": metrics["train_loss"],
-                        "test_loss": metrics["loss"], "test_accuracy": metrics["accuracy"],
-                        "seconds": round(metrics["seconds"], 3)})
+        metrics = fit_with_progress(trainer, train_xy, test_xy)
+        print(f"Test Error: \n Accuracy: {100 * metrics['test_accuracy']:>0.1f}%, "
+              f"Avg loss: {metrics['test_loss']:>8f} \n", flush=True)
+        history.append({**metrics, "seconds": round(metrics["seconds"], 3)})
         if is_diverged(metrics):
             print(f"Stopped: the loss is {metrics['train_loss']} after epoch {epoch} (diverged); "
                   "lower the learning rate.")
@@ -126,27 +133,39 @@ def train(config: TrainConfig, output: Path, data_dir: Path | None, device: str)
         "diverged": is_diverged(metrics),
         "seconds": round(sum(e["seconds"] for e in history), 3),
     }
-    write_atomic(output / "model.pt", lambda tmp: torch.save(trainer.model.state_dict(), tmp))
-    write_json(output / "config.json", config.to_dict())
-    plot_curve(history, output / "curve.png",
-               f"{config.model} / {config.optimizer} lr={config.lr:g} batch={config.batch_size}")
-    write_json(output / "final_metrics.json", result)  # last: its presence means the rest is there
+    write_results(result, trainer, output)
     return result
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+def write_results(result: dict[str, Any], trainer: Trainer, output: Path) -> None:
+    """model.pt, config.json, curve.png, then final_metrics.json: its presence means the rest is
+    there."""
+    config = trainer.config
+    write_atomic(output / "model.pt", lambda tmp: torch.save(trainer.model.state_dict(), tmp))
+    write_json(output / "config.json", config.to_dict())
+    plot_curve(result["epochs"], output / "curve.png",
+               f"{config.model} / {config.optimizer} lr={config.lr:g} batch={config.batch_size}")
+    write_json(output / FINAL_METRICS_FILE, result)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0],
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--config", type=Path, required=True,
                         help="JSON file of settings: optimizer and lr, and optionally dataset, model, "
                              "batch_size, epochs, momentum, weight_decay, schedule, shuffle, seed")
     parser.add_argument("--output", type=Path, default=None,
-                        help="where to write the results (default: the run's final/ for a "
-                             "best_config.json, else runs/train-<config name>)")
+                        help=f"where to write the results (default: the run's {FINAL_DIR}/ for a "
+                             f"{BEST_CONFIG_FILE}, else runs/train-<config name>)")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="folder with the dataset's IDX files (default: a per-user cache folder)")
     parser.add_argument("--device", default=default_device(),
                         help="cpu or cuda (default: cuda when available, else cpu)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     try:
         config = read_config(args.config)
         check_device(args.device)

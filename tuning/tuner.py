@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from search_spaces import Space, baseline_params, compare_choices
-from tuning.cli import UsageError
-from tuning.record import METRIC, MODE
+from results.cli import UsageError
+from tuning.record import METRIC, MODE, storage_dir
 from tuning.settings import Settings, trial_settings
 
 LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray binds 127.0.0.1, as on a laptop
@@ -48,7 +48,35 @@ def start_ray(s: Settings) -> float:
             ray.shutdown()
             raise UsageError(f"{flag} {want:g} is more than any node of the Ray cluster has "
                              f"({most:g} {key}s)")
+    if s.address and len(nodes) > 1:
+        check_shared_storage(storage_dir(s.storage_path))
     return gpus
+
+
+def check_shared_storage(storage: Path) -> None:
+    """Every node of the cluster sees --storage-path: trials on a node that does not would each
+    fail to set up their storage, one by one, long after the run started."""
+    import uuid
+
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    storage.mkdir(parents=True, exist_ok=True)
+    marker = storage / f".shared-{uuid.uuid4().hex}"
+    marker.touch()
+    sees = ray.remote(num_cpus=0)(os.path.exists)
+    nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
+    try:
+        seen = ray.get([sees.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
+            node, soft=False)).remote(str(marker)) for node in nodes], timeout=120)
+    finally:
+        marker.unlink()
+    blind = sum(not ok for ok in seen)
+    if blind:
+        ray.shutdown()
+        raise UsageError(f"--storage-path {storage} is not shared: {blind} of {len(nodes)} nodes "
+                         "of the Ray cluster do not see it; give a folder every node mounts at "
+                         "the same path")
 
 
 def trial_dirname(trial: Any) -> str:

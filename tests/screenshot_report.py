@@ -1,12 +1,13 @@
 """Render RUN_DIR/report.html in headless Chromium, save a screenshot and check every figure loaded.
 
-    python benchmarks/screenshot_report.py runs/sgd_vs_adam
-    python benchmarks/screenshot_report.py runs/sgd_vs_adam --out /tmp/report.png
+    python tests/screenshot_report.py runs/sgd_vs_adam
+    python tests/screenshot_report.py runs/sgd_vs_adam --out /tmp/report.png
 
 The check loads a copy of the page with a script that, once the page has loaded, records every
 image's naturalWidth and naturalHeight (0 for an image the browser could not decode) in an
 attribute that Chromium's --dump-dom prints. Exit code 0 when every figure in figures/ rendered,
-1 when one did not, 2 for a bad RUN_DIR or no Chromium.
+1 when one did not, 2 for a bad RUN_DIR or no Chromium. A render check, not a benchmark: it lives
+beside the test that runs it (tests/test_results.py).
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from results.files import write_atomic  # noqa: E402
-from tuning.cli import fail  # noqa: E402
+from results.cli import fail  # noqa: E402
+from results.rundir import FIGURES_DIR, REPORT_FILE, write_atomic  # noqa: E402
 
-PROG = "python benchmarks/screenshot_report.py"
+PROG = "python tests/screenshot_report.py"
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--hide-scrollbars")
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--window-size", default="1200,3000",
                         help="width,height of the screenshot in pixels (default: 1200,3000)")
     args = parser.parse_args(argv)
-    page = args.run_dir / "report.html"
+    page = args.run_dir / REPORT_FILE
     if not page.is_file():
         fail(PROG, f"{page} does not exist; write it first with "
                    f"python -m results.report {args.run_dir}")
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
         screenshot(args.browser, page, out, args.window_size)
     except (RuntimeError, subprocess.TimeoutExpired) as err:
         fail(PROG, str(err))
-    expected = len(list((args.run_dir / "figures").glob("*.png")))
+    expected = len(list((args.run_dir / FIGURES_DIR).glob("*.png")))
     broken = [i["alt"] for i in images if not (i["width"] > 0 and i["height"] > 0)]
     sizes = ", ".join(f"{i['alt']} {i['width']}x{i['height']}" for i in images)
     print(f"{len(images) - len(broken)} of {expected} figures rendered ({sizes}); "

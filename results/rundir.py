@@ -1,0 +1,64 @@
+"""The run directory: the names of the files in it, and writes that never leave half a file.
+
+Shared by tuning/ (which writes a run) and results/ (which reads and reports on it); it lives in
+results/ because tuning imports results and never the other way round.
+
+    RUN_DIR/
+        run.json             RUN_FILE: the run's settings and status (tuning.run)
+        optuna.journal       STUDY_FILE: the Optuna study (tuning.search)
+        trial_*/             Ray's trial directories: params.json, result.json, checkpoints
+        confirm/             CONFIRM_DIR: the confirmation runs, Ray trials of their own
+        leaderboard.csv, history.csv, confirmation.csv, summary.md, report.html, figures/
+        best_config.json     BEST_CONFIG_FILE: for python -m tuning.train --config
+        final/               FINAL_DIR: the final training (final_metrics.json, model.pt, ...)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+RUN_FILE = "run.json"
+STUDY_FILE = "optuna.journal"
+CONFIRM_DIR = "confirm"
+LEADERBOARD_FILE = "leaderboard.csv"
+HISTORY_FILE = "history.csv"
+CONFIRMATION_FILE = "confirmation.csv"
+BEST_CONFIG_FILE = "best_config.json"
+SUMMARY_FILE = "summary.md"
+REPORT_FILE = "report.html"
+FIGURES_DIR = "figures"
+FINAL_DIR = "final"
+FINAL_METRICS_FILE = "final_metrics.json"  # in FINAL_DIR, and in any tuning.train --output
+
+
+def write_atomic(path: Path | str, write: Callable[[Path], Any]) -> Path:
+    """Call write(tmp_path) on a temporary file in the target's directory, then move it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide results from the rest of the team
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text(path: Path | str, text: str) -> Path:
+    """Write text atomically; return the path."""
+    return write_atomic(path, lambda tmp: tmp.write_text(text))
+
+
+def write_json(path: Path | str, data: Any) -> Path:
+    """Write data as indented JSON atomically; return the path."""
+    return write_text(path, json.dumps(data, indent=2, allow_nan=True) + "\n")
