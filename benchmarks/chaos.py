@@ -29,13 +29,15 @@ from pathlib import Path
 
 import optuna
 import pandas as pd
+import torch
 
 from results.experiment import read_results
 from results.rundir import HISTORY_FILE, LEADERBOARD_FILE, RUN_FILE
 from trainables.data import FILES, load_dataset
 from tuning.search import LOST, study_storage
 
-SEARCH = ["--space", "sgd_vs_adam", "--num-samples", "16", "--max-epochs", "6",
+NUM_SAMPLES = 32
+SEARCH = ["--space", "sgd_vs_adam", "--num-samples", str(NUM_SAMPLES), "--max-epochs", "8",
           "--grace-period", "2", "--reduction-factor", "2", "--confirm-seeds", "0",
           "--val-size", "1000"]
 
@@ -48,7 +50,8 @@ def write_subset(directory: Path, train: int = 10_000, test: int = 1_000) -> Non
     for name, tensor in zip(FILES["train"] + FILES["test"], tensors):
         header = b"\x00\x00\x08" + bytes([tensor.dim()]) + struct.pack(
             f">{tensor.dim()}I", *tensor.shape)
-        (directory / f"{name}.gz").write_bytes(gzip.compress(header + tensor.numpy().tobytes()))
+        data = tensor.to(torch.uint8).contiguous().numpy().tobytes()
+        (directory / f"{name}.gz").write_bytes(gzip.compress(header + data))
 
 
 def start(args: list[str]) -> subprocess.Popen:
@@ -90,11 +93,13 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the kill moments (default: 0)")
     p.add_argument("--between", type=float, nargs=2, default=(4.0, 20.0), metavar=("LO", "HI"),
                    help="seconds from a start to its kill, drawn uniformly (default: 4 20)")
+    p.add_argument("--keep", type=Path, help="run in this new folder and keep it (default: a "
+                                             "temporary folder, removed at the end)")
     opts = p.parse_args()
     moments = random.Random(opts.seed)
     with tempfile.TemporaryDirectory(prefix="chaos-") as tmp:
-        tmp = Path(tmp)
-        (tmp / "data").mkdir()
+        tmp = Path(opts.keep or tmp)
+        (tmp / "data").mkdir(parents=True)
         write_subset(tmp / "data")
         base = [*SEARCH, "--data-dir", str(tmp / "data"), "--storage-path", str(tmp),
                 "--name", "chaos"]
@@ -116,11 +121,11 @@ def main() -> None:
         if final.returncode != 0:
             print(f"last resume failed (rc {final.returncode}): {final.stderr.strip()[-2000:]}")
             raise SystemExit(1)
-        figures = check(run_dir, int(SEARCH[SEARCH.index("--num-samples") + 1]))
+        figures = check(run_dir, NUM_SAMPLES)
         status = json.loads((run_dir / RUN_FILE).read_text())["status"]
     print(f"kills survived   {killed} of {opts.kills}")
     print(f"run status       {status}, {time.time() - started:.0f} s in all")
-    print(f"trials finished  {figures['finished']} of 16")
+    print(f"trials finished  {figures['finished']} of {NUM_SAMPLES}")
     print(f"trials repeated  {figures['repeated']}")
     print(f"trials lost      {figures['lost']}")
     print(f"epochs again     {figures['epochs again']} (trained again after a kill: the work "

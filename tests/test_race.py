@@ -147,6 +147,50 @@ def test_resumed_rungs_hold_the_scores_recorded_before_the_interruption(tmp_path
     assert forgetful == "CONTINUE"
 
 
+def test_trials_the_study_ended_are_not_run_again_after_a_crash(tmp_path):
+    """Ray's snapshot from before a crash lists as pending two trials the study had ended: the
+    one whose last epoch Ray has too is stopped before it starts; the one Ray lags on runs from
+    its checkpoint to the study's last epoch, and is stopped there."""
+    search = new_search(tmp_path)
+    row = {"epochs_planned": 4, "diverged": False}
+    for trial_id in ("caught", "lagging", "open"):
+        search.suggest(trial_id)
+        for epoch in (1, 2):
+            search.on_trial_result(trial_id, {**row, "epoch": epoch, "val_accuracy": 0.5})
+    for trial_id in ("caught", "lagging"):
+        search.record_stop(trial_id, 2)
+        search.on_trial_complete(trial_id, {**row, "epoch": 2, "val_accuracy": 0.5})
+
+    class Controller:
+        """What the scheduler uses of Ray's TuneController: its trials, and stopping one."""
+
+        def __init__(self, trials):
+            self.trials, self.stopped = trials, []
+
+        def get_trials(self):
+            return self.trials
+
+        def stop_trial(self, trial):
+            self.stopped.append(trial.trial_id)
+            trial.status = "TERMINATED"
+
+    trials = {trial_id: FakeTrial(trial_id, {"optimizer": "adam"}) for trial_id in
+              ("caught", "lagging", "open")}
+    for trial, epoch in zip(trials.values(), (2, 1, 2)):  # as Ray's last snapshot has them
+        trial.status, trial.last_result = "PENDING", {"epoch": epoch}
+    race = RaceScheduler(None, "val_accuracy", "max", max_t=4, grace_period=1,
+                         reduction_factor=2, study=search)
+    controller = Controller(list(trials.values()))
+    for trial in trials.values():
+        race.on_trial_add(controller, trial)
+    assert race.choose_trial_to_run(controller) is trials["lagging"]
+    assert controller.stopped == ["caught"]
+    assert race.on_trial_result(controller, trials["lagging"], {**row, "epoch": 2,
+                                                                "val_accuracy": 0.5}) == "STOP"
+    assert race.on_trial_result(controller, trials["open"], {**row, "epoch": 3,
+                                                             "val_accuracy": 0.6}) == "CONTINUE"
+
+
 @pytest.fixture(scope="module")
 def faint_dir(tmp_path_factory):
     directory = tmp_path_factory.mktemp("faint")

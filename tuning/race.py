@@ -47,6 +47,7 @@ class RaceScheduler(FIFOScheduler):
         self._study = study
         self.lanes: dict[str, AsyncHyperBandScheduler] = {}
         self._lane_of: dict[str, str] = {}  # trial id -> lane, for the trials racing now
+        self._catching_up: dict[str, int] = {}  # ended trial id -> the study's last epoch
 
     def rungs(self) -> dict[str, dict[int, dict[str, float]]]:
         """Each lane's rungs: {lane: {epoch: {trial_id: score recorded there}}}."""
@@ -76,15 +77,27 @@ class RaceScheduler(FIFOScheduler):
         self.lanes[name].on_trial_add(tune_controller, trial)
 
     def choose_trial_to_run(self, tune_controller: Any) -> Any:
-        """FIFO, but a trial the study holds as ended is stopped instead: after a crash, Ray's
-        last snapshot may still list it as running."""
+        """FIFO, but a trial the study holds as ended is not run again: after a crash, Ray's last
+        snapshot may still list it as running. It is stopped before it starts where Ray has its
+        last epoch too; where the crash came between the study's record and Ray's (the study
+        is written first), it runs from its checkpoint up to the study's last epoch, so that its
+        rows in result.json catch up, and is stopped there (on_trial_result)."""
         if self._study is not None:
             for trial in tune_controller.get_trials():
-                if trial.status == "PENDING" and self._study.ended(trial.trial_id):
+                if trial.status != "PENDING" or trial.trial_id in self._catching_up:
+                    continue
+                ended_at = self._study.ended_at(trial.trial_id)
+                if ended_at is None:
+                    continue
+                if int(trial.last_result.get("epoch", 0) or 0) >= ended_at:
                     tune_controller.stop_trial(trial)
+                else:
+                    self._catching_up[trial.trial_id] = ended_at
         return super().choose_trial_to_run(tune_controller)
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
+        if result.get("epoch", 0) >= self._catching_up.get(trial.trial_id, float("inf")):
+            return TrialScheduler.STOP  # as the study has it already
         name = self._lane_of.get(trial.trial_id)
         if name is None:
             return TrialScheduler.CONTINUE

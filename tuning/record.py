@@ -13,7 +13,7 @@ import search_spaces
 from results.cli import UsageError
 from results.rundir import RUN_FILE, STUDY_FILE, write_json
 from trainables.config import TrainConfig
-from tuning.settings import RECORDED, RESOURCES, Settings
+from tuning.settings import CHANGEABLE, RECORDED, Settings
 
 METRIC, MODE = "val_accuracy", "max"
 
@@ -87,7 +87,7 @@ def new_record(s: Settings, run_dir: Path) -> dict[str, Any]:
     return {
         "name": run_dir.name, "space": s.space, "description": space.description,
         "question": space.question, "compare": space.compare, "metric": METRIC, "mode": MODE,
-        **{key: getattr(s, key) for key in (*RECORDED, *RESOURCES)},
+        **{key: getattr(s, key) for key in (*RECORDED, *CHANGEABLE)},
         "model": s.model or TrainConfig.model, "time_budget": s.time_budget,
         "study_name": run_dir.name, "study_file": STUDY_FILE,
         "status": "running", "phase": "search", "started_at": now(), "finished_at": None,

@@ -17,59 +17,14 @@ import os
 import time
 from pathlib import Path
 
-from results.cli import HelpFormatter, UsageError, fail
+from results.cli import UsageError, fail
 from results.rundir import BEST_CONFIG_FILE, FINAL_DIR
 from search_spaces import SPACES, describe_parameters, get_space
-from trainables.data import DATASETS
 from tuning import record
-from tuning.settings import Settings, resolve
+from tuning.settings import CHANGEABLE, Settings, parse_args, resolve
 from tuning.tuner import LOOPBACK_ONLY
 
 PROG = "python -m tuning.run"
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Every flag defaults to None: a resume tells the flags given from the run's record."""
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0],
-                                formatter_class=HelpFormatter)
-    add = p.add_argument
-    add("--space", help="search space to run (see --list-spaces)")
-    add("--list-spaces", action="store_true", help="list the spaces and their parameters")
-    add("--num-samples", type=int, help="trials to run (default: the space's budget)")
-    add("--max-epochs", type=int, help="epochs of the longest trial, ASHA's max_t (default: the "
-                                       "space's budget)")
-    add("--grace-period", type=int, help="epochs before ASHA may stop a trial (default: the "
-                                         "space's budget)")
-    add("--reduction-factor", type=int, help="ASHA keeps 1 in this many trials at each rung "
-                                             "(default: the space's budget)")
-    add("--cpus-per-trial", type=float, help="CPUs per trial, its torch threads (default: 1)")
-    add("--gpus-per-trial", type=float, help="GPUs per trial, fractions allowed (default: 1 where "
-                                             "the Ray cluster has GPUs, else 0)")
-    add("--max-concurrent", type=int, help="trials at once (default: as resources allow)")
-    add("--time-budget", type=float, help="seconds this command may run trials; --resume goes on "
-                                          "(default: no limit)")
-    add("--seed", type=int, help="seed of the TPE sampler (default: 0)")
-    add("--dataset", choices=list(DATASETS), help="dataset (default: fashion_mnist)")
-    add("--model", help="model, where the space leaves it open (default: the space's, else mlp)")
-    add("--data-dir", type=Path, help="folder with the dataset's IDX files (default: a per-user "
-                                      "cache folder, then the system's copy)")
-    add("--val-size", type=int, help="images split off the training set for validation "
-                                     "(default: 10000)")
-    add("--storage-path", help="folder runs are written to; on a cluster one every node mounts "
-                               "(default: runs)")
-    add("--name", help="run name (default: SPACE-DATE-TIME; with --resume: the newest run of the "
-                       "space)")
-    add("--resume", action="store_true", help="continue a run: interrupted, killed, cut by its "
-                                              "time budget, or with errored trials to retry")
-    add("--address", help="join a Ray cluster at HOST:PORT or 'auto' (default: $RAY_ADDRESS, else "
-                          "start Ray on this machine)")
-    add("--confirm-seeds", type=int, help="runs per confirmed config after the search, the "
-                                          "search's own counting; 0: none (default: 3)")
-    add("--final", action="store_true", help="then train the best config on the whole training "
-                                             "set and test it")
-    add("--smoke-test", action="store_true", default=None,
-        help="a run of seconds: 4 trials of 2 epochs on 2,000 images")
-    return p.parse_args(argv)
 
 
 def list_spaces() -> None:
@@ -109,7 +64,9 @@ def run(args: argparse.Namespace) -> Path:
     find_dataset(s.dataset, s.data_dir)  # a missing dataset is one line, before Ray's output
     s = dataclasses.replace(s, gpus_per_trial=start_ray(s))  # the cluster before the data
     data = load_data(s)
-    if not args.resume:
+    if args.resume:
+        run.update({key: getattr(s, key) for key in CHANGEABLE})  # as this command has them
+    else:
         run = record.new_record(s, run_dir)
     record.check_data(run, data)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -158,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    args = parse_args(argv)
+    args = parse_args(PROG, __doc__.splitlines()[0], argv)
     if not (args.address or os.environ.get("RAY_ADDRESS")):
         # a Ray of our own listens on the loopback address only; read when ray is first imported
         os.environ.setdefault(LOOPBACK_ONLY, "0")

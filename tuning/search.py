@@ -126,12 +126,15 @@ class StudySearch(OptunaSearch):
         """ASHA stopped this trial after `epoch` (tuning.race.RaceScheduler calls this)."""
         self._asha_stops[trial_id] = epoch
 
-    def ended(self, trial_id: str) -> bool:
-        """The study holds this Ray trial as COMPLETE or PRUNED: Ray must not run it again,
-        although a snapshot taken before its end says it is still running."""
+    def ended_at(self, trial_id: str) -> int | None:
+        """The last epoch the study recorded for this Ray trial where it holds it as COMPLETE or
+        PRUNED (0: none, a trial that diverged at once), else None. Ray's snapshot, taken before
+        the trial ended, may still list it as running."""
         ot_trial = self._ot_trials.get(trial_id)
-        return ot_trial is not None and \
-            self._storage.get_trial(ot_trial._trial_id).state in ENDED
+        if ot_trial is None:
+            return None
+        stored = self._storage.get_trial(ot_trial._trial_id)
+        return max(stored.intermediate_values, default=0) if stored.state in ENDED else None
 
     def scores(self) -> list[tuple[str, dict[str, Any], dict[int, float]]]:
         """(Ray trial id, config, score at each epoch) of every trial the study has, the last

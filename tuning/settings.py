@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from results.cli import HelpFormatter, UsageError
 from search_spaces import Space, fixed_settings
-from results.cli import UsageError
 
 
 @dataclass(frozen=True)
@@ -44,10 +44,60 @@ class Settings:
     final: bool
 
 
-# what a resume continues as recorded; the rest of a run's settings belong to one invocation
+def parse_args(prog: str, description: str, argv: list[str] | None = None
+               ) -> argparse.Namespace:
+    """tuning.run's flags. Each defaults to None, its default stated in its help and filled in
+    by `resolve`, so that a resume can tell the flags given from those left to the run's record.
+    (One flat list of flags: longer than a function should be, and clearer whole.)"""
+    from trainables.data import DATASETS
+
+    p = argparse.ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter)
+    add = p.add_argument
+    add("--space", help="search space to run (see --list-spaces)")
+    add("--list-spaces", action="store_true", help="list the spaces and their parameters")
+    add("--num-samples", type=int, help="trials to run (default: the space's budget)")
+    add("--max-epochs", type=int, help="epochs of the longest trial, ASHA's max_t (default: the "
+                                       "space's budget)")
+    add("--grace-period", type=int, help="epochs before ASHA may stop a trial (default: the "
+                                         "space's budget)")
+    add("--reduction-factor", type=int, help="ASHA keeps 1 in this many trials at each rung "
+                                             "(default: the space's budget)")
+    add("--cpus-per-trial", type=float, help="CPUs per trial, its torch threads (default: 1)")
+    add("--gpus-per-trial", type=float, help="GPUs per trial, fractions allowed (default: 1 where "
+                                             "the Ray cluster has GPUs, else 0)")
+    add("--max-concurrent", type=int, help="trials at once (default: as resources allow)")
+    add("--time-budget", type=float, help="seconds this command may run trials; --resume goes on "
+                                          "(default: no limit)")
+    add("--seed", type=int, help="seed of the TPE sampler (default: 0)")
+    add("--dataset", choices=list(DATASETS), help="dataset (default: fashion_mnist)")
+    add("--model", help="model, where the space leaves it open (default: the space's, else mlp)")
+    add("--data-dir", type=Path, help="folder with the dataset's IDX files (default: a per-user "
+                                      "cache folder, then the system's copy)")
+    add("--val-size", type=int, help="images split off the training set for validation "
+                                     "(default: 10000)")
+    add("--storage-path", help="folder runs are written to; on a cluster one every node mounts "
+                               "(default: runs)")
+    add("--name", help="run name (default: SPACE-DATE-TIME; with --resume: the newest run of the "
+                       "space)")
+    add("--resume", action="store_true", help="continue a run: interrupted, killed, cut by its "
+                                              "time budget, or with errored trials to retry")
+    add("--address", help="join a Ray cluster at HOST:PORT or 'auto' (default: $RAY_ADDRESS, else "
+                          "start Ray on this machine)")
+    add("--confirm-seeds", type=int, help="runs per confirmed config after the search, the "
+                                          "search's own counting; 0: none (default: 3)")
+    add("--final", action="store_true", help="then train the best config on the whole training "
+                                             "set and test it")
+    add("--smoke-test", action="store_true", default=None,
+        help="a run of seconds: 4 trials of 2 epochs on 2,000 images")
+    return p.parse_args(argv)
+
+
+# what a resume continues as recorded, refusing a flag that differs; what it takes as recorded
+# unless given (the data's folder may move: the data's hash in run.json says whether they are the
+# same); the rest belongs to one command (time budget, address)
 RECORDED = ("num_samples", "max_epochs", "grace_period", "reduction_factor", "seed", "dataset",
-            "model", "data_dir", "val_size", "smoke_test", "confirm_seeds", "max_concurrent")
-RESOURCES = ("cpus_per_trial", "gpus_per_trial")
+            "model", "val_size", "smoke_test", "confirm_seeds", "max_concurrent")
+CHANGEABLE = ("cpus_per_trial", "gpus_per_trial", "data_dir")
 DEFAULTS = {"seed": 0, "dataset": "fashion_mnist", "val_size": 10_000, "smoke_test": False,
             "confirm_seeds": 3, "cpus_per_trial": 1.0}
 SMOKE_TEST = {"num_samples": 4, "max_epochs": 2, "grace_period": 1}  # on 2,000 images
@@ -70,13 +120,14 @@ def _new(args: argparse.Namespace, space: Space) -> dict[str, Any]:
 
 def _resumed(args: argparse.Namespace, record: dict[str, Any]) -> dict[str, Any]:
     """A resumed run's settings: as recorded, a flag given only where it changes nothing."""
-    values = {**DEFAULTS, **{k: record[k] for k in (*RECORDED, *RESOURCES) if k in record}}
+    values = {**DEFAULTS, **{k: record[k] for k in (*RECORDED, *CHANGEABLE) if k in record}}
     for key, value in vars(args).items():
         if value is None or key not in values:
             continue
         if key in RECORDED and value != values[key]:
             change = (f"{_flag(key)} differs from the run, started without it" if value is True
-                      else f"{_flag(key)} {value} differs from the run's {values[key]}")
+                      else f"{_flag(key)} {value} differs from the run's "
+                      f"{'default' if values[key] is None else values[key]}")
             raise UsageError(f"{change}; a resume continues the run as it was started "
                              "(start another with a new --name)")
         values[key] = value

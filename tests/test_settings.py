@@ -1,0 +1,56 @@
+"""tuning.settings: the flags and the space's budget resolved once; a resume as recorded."""
+
+import dataclasses
+
+import pytest
+
+from results.cli import UsageError
+from search_spaces import get_space
+from tuning.record import new_record
+from tuning.run import PROG
+from tuning.settings import parse_args, resolve
+
+
+def settings(*argv, record=None):
+    args = parse_args(PROG, "", ["--space", "sgd_vs_adam", *argv])
+    return resolve(args, get_space("sgd_vs_adam"), record)
+
+
+def test_a_new_run_takes_the_space_budget_and_the_defaults():
+    """Flags not given come from the space's budget and the stated defaults; --smoke-test shrinks
+    the run whatever the budget, and the grace period never exceeds the epochs."""
+    s = settings()
+    budget = get_space("sgd_vs_adam").budget
+    assert (s.num_samples, s.max_epochs, s.grace_period, s.reduction_factor) == (
+        budget.num_samples, budget.max_epochs, budget.grace_period, budget.reduction_factor)
+    assert (s.seed, s.dataset, s.val_size, s.confirm_seeds, s.cpus_per_trial) == (
+        0, "fashion_mnist", 10_000, 3, 1.0)
+    assert settings("--max-epochs", "1").grace_period == 1
+    smoke = settings("--smoke-test", "--num-samples", "50")
+    assert (smoke.num_samples, smoke.max_epochs, smoke.grace_period, smoke.val_size) == (4, 2, 1, 500)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.num_samples = 3
+
+
+def test_a_resume_continues_the_run_as_recorded(tmp_path):
+    """A resume takes what it is not given from run.json; a flag that would change the run is a
+    one-line error; the data folder, resources and time budget may change."""
+    first = settings("--num-samples", "6", "--val-size", "500", "--data-dir", str(tmp_path))
+    record = new_record(first, tmp_path / "run")
+    resumed = settings("--resume", "--cpus-per-trial", "2", "--time-budget", "60",
+                       "--data-dir", str(tmp_path / "moved"), record=record)
+    assert resumed.num_samples == 6 and resumed.val_size == 500 and resumed.seed == 0
+    assert resumed.cpus_per_trial == 2 and resumed.time_budget == 60
+    assert resumed.data_dir == str(tmp_path / "moved")
+    assert settings("--resume", record=record).data_dir == str(tmp_path)
+    assert settings("--resume", "--num-samples", "6", record=record) == settings(
+        "--resume", record=record)
+    for flags, message in [
+        (["--num-samples", "8"], "--num-samples 8 differs from the run's 6"),
+        (["--seed", "1"], "--seed 1 differs from the run's 0"),
+        (["--smoke-test"], "--smoke-test differs from the run, started without it"),
+        (["--max-concurrent", "1"], "--max-concurrent 1 differs from the run's default"),
+    ]:
+        with pytest.raises(UsageError, match="^" + message) as err:
+            settings("--resume", *flags, record=record)
+        assert "\n" not in str(err.value)
