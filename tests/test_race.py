@@ -47,7 +47,7 @@ class FakeTrial:
 
 def new_search(run_dir, **kwargs):
     search = StudySearch("sgd_vs_adam", 12, {"dataset": "fashion_mnist"}, run_dir, "val_accuracy",
-                         "max", seed=0, study_name="s", **kwargs)
+                         "max", seed=0, study_name="s", num_samples=100, **kwargs)
     search.set_search_properties(None, None, {})
     return search
 

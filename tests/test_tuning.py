@@ -101,9 +101,9 @@ def test_search_with_asha_records_pruned_and_complete_trials(tmp_path, data_dir)
         assert written and all(p.stat().st_size > 1000 for p in written), name
 
 
-def new_search(run_dir):
+def new_search(run_dir, num_samples=100):
     search = StudySearch("sgd_vs_adam", 3, {"dataset": "fashion_mnist"}, run_dir, "val_accuracy",
-                         "max", seed=0, study_name="s")
+                         "max", seed=0, study_name="s", num_samples=num_samples)
     search.set_search_properties(None, None, {})
     return search
 
@@ -132,17 +132,45 @@ def test_study_search_maps_trial_endings_to_states(tmp_path):
 
 
 def test_restore_fails_trials_lost_in_a_crash(tmp_path):
-    """Trials the study handed out after the searcher's last snapshot end FAIL on restore,
-    instead of staying RUNNING for ever; trials Ray knows stay as they are."""
-    search = new_search(tmp_path)
-    search.suggest("kept")
+    """After a crash, the study says which Ray trial is which: a trial Ray restored is followed
+    although the searcher's snapshot (written apart from Ray's) predates it; one the study handed
+    out but Ray never listed ends FAIL before the next trial is drawn, instead of staying RUNNING
+    for ever; a trial told COMPLETE after the snapshot stays ended."""
+    search = new_search(tmp_path, num_samples=4)
+    row = {"epochs_planned": 3, "diverged": False, "val_accuracy": 0.5}
+    for trial_id in ("kept", "done"):
+        search.suggest(trial_id)
     search.save(str(tmp_path / "searcher.pkl"))
-    search.suggest("lost")  # after the snapshot: Ray's restored state will not know it
+    search.on_trial_complete("done", {**row, "epoch": 3})  # after the snapshot
+    for trial_id in ("newer", "lost"):  # after the snapshot too
+        search.suggest(trial_id)
     restored = StudySearch.__new__(StudySearch)
     restored.restore(str(tmp_path / "searcher.pkl"))
+    for trial_id in ("kept", "done", "newer"):  # what Ray's own snapshot holds
+        restored.saw(trial_id)
+    assert restored.ended_at("done") == 3 and restored.ended_at("kept") is None
+    assert isinstance(restored.suggest("next"), dict)  # the lost trial's sample, drawn again
+    restored.on_trial_result("newer", {**row, "epoch": 1})
+    restored.on_trial_result("done", {**row, "epoch": 3, "val_accuracy": 0.9})
     study = optuna.load_study(study_name="s", storage=study_storage(tmp_path))
-    assert [t.state for t in study.trials] == [TrialState.RUNNING, TrialState.FAIL]
-    assert study.trials[1].user_attrs["reason"] == "lost_in_crash"
+    trials = {t.user_attrs["ray_trial_id"]: t for t in study.trials}
+    assert [t.state for t in study.trials] == [TrialState.RUNNING, TrialState.COMPLETE,
+                                               TrialState.RUNNING, TrialState.FAIL,
+                                               TrialState.RUNNING]
+    assert trials["lost"].user_attrs["reason"] == "lost_in_crash"
+    assert trials["newer"].intermediate_values == {1: 0.5}
+    assert trials["done"].value == 0.5
+
+
+def test_the_study_says_when_the_search_has_its_samples(tmp_path):
+    """With its samples handed out, the search waits for the last to end, then says finished."""
+    search = new_search(tmp_path, num_samples=2)
+    row = {"epochs_planned": 3, "diverged": False, "val_accuracy": 0.5, "epoch": 3}
+    assert search.suggest("a") and search.suggest("b")
+    assert search.suggest("c") is None  # b is running
+    search.on_trial_complete("a", row)
+    search.on_trial_complete("b", row)
+    assert search.suggest("c") == "FINISHED"
 
 
 def test_errored_trial_run_again_becomes_a_new_study_trial(tmp_path):

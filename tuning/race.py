@@ -68,6 +68,8 @@ class RaceScheduler(FIFOScheduler):
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
         follow_moved_run(getattr(tune_controller, "search_alg", None), trial)
+        if self._study is not None:
+            self._study.saw(trial.trial_id)
         name = lane(trial.config, self._compare)
         if name is None:
             return

@@ -14,6 +14,7 @@ from typing import Any
 
 import optuna
 from optuna.trial import TrialState
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from results.rundir import STUDY_FILE
@@ -83,7 +84,7 @@ class StudySearch(OptunaSearch):
     value. A comparison at equal budget cannot be starved by TPE leaning early to one value."""
 
     def __init__(self, space_name: str, max_epochs: int, settings: dict[str, Any], run_dir: Path,
-                 metric: str, mode: str, seed: int, study_name: str,
+                 metric: str, mode: str, seed: int, study_name: str, num_samples: int,
                  compare: str | None = None, choices: list[Any] | None = None,
                  baseline: dict[str, Any] | None = None) -> None:
         with warnings.catch_warnings():
@@ -102,6 +103,9 @@ class StudySearch(OptunaSearch):
         self._asha_stops: dict[str, int] = {}  # trial id -> epoch ASHA stopped it at
         self._run_dir = Path(run_dir)
         self._max_concurrent: int | None = None
+        self._num_samples = num_samples
+        self._seen: set[str] = set()  # the Ray trials of this process (RaceScheduler.on_trial_add)
+        self._reconciled = False
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -121,6 +125,33 @@ class StudySearch(OptunaSearch):
         forgets its trials on restore and then drops the results of a retried one."""
         self._max_concurrent = max_concurrent
         return True
+
+    def saw(self, trial_id: str) -> None:
+        """Ray has this trial: restored from its snapshot, or new (tuning.race calls this)."""
+        self._seen.add(trial_id)
+
+    def _reconcile(self) -> None:
+        """Once Ray has added the trials it restored, before the first new one: a trial the study
+        holds as running that Ray does not have was handed out after Ray's last snapshot (or
+        after the searcher's, which Ray writes apart) and will never report: it ends FAIL as
+        lost_in_crash, and its sample is drawn again."""
+        self._reconciled = True
+        storage = self._storage
+        for trial in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            ray_id = trial.user_attrs.get("ray_trial_id")
+            if ray_id not in self._seen:
+                storage.set_trial_user_attr(trial._trial_id, "reason", LOST)
+                storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+                self._ot_trials.pop(ray_id, None)
+
+    def _samples(self) -> tuple[int, int]:
+        """(Ray trials the study has, those still running): the study, not Ray's counter, says
+        when the search has its samples, since Ray's snapshots may disagree after a crash."""
+        last: dict[str, TrialState] = {}
+        for trial in self._ot_study.get_trials(deepcopy=False):
+            if "ray_trial_id" in trial.user_attrs and trial.user_attrs.get("reason") != LOST:
+                last[trial.user_attrs["ray_trial_id"]] = trial.state
+        return len(last), sum(state == TrialState.RUNNING for state in last.values())
 
     def record_stop(self, trial_id: str, epoch: int) -> None:
         """ASHA stopped this trial after `epoch` (tuning.race.RaceScheduler calls this)."""
@@ -157,6 +188,11 @@ class StudySearch(OptunaSearch):
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if trial_id not in self._ot_trials:
+            if not self._reconciled:
+                self._reconcile()
+            handed_out, running = self._samples()
+            if handed_out >= self._num_samples:  # wait for the last to end, then say so
+                return Searcher.FINISHED if not running else None
             live = len(self._ot_trials.keys() - self._completed_trials)
             if self._max_concurrent and live >= self._max_concurrent:
                 return None
@@ -176,23 +212,24 @@ class StudySearch(OptunaSearch):
         return config
 
     def restore(self, checkpoint_path: str) -> None:
+        """The sampler's state from the snapshot; which Ray trial is which study trial, and which
+        have ended, from the study: written at once, it is newer than any snapshot (a trial told
+        COMPLETE, PRUNED or FAIL just before a crash is still running in the snapshot)."""
         run_dir = getattr(self, "_run_dir", None)  # where the run lies now
         super().restore(checkpoint_path)
         if run_dir is not None:
             self._bind(run_dir)
-        storage = self._storage
-        # a trial told COMPLETE, PRUNED or FAIL after this snapshot was taken, just before a
-        # crash, is still running in the snapshot: the study, written at once, knows better
-        known = {}
-        for trial_id, ot_trial in self._ot_trials.items():
-            known[ot_trial._trial_id] = trial_id
-            if storage.get_trial(ot_trial._trial_id).state != TrialState.RUNNING:
-                self._completed_trials.add(trial_id)
-        # trials asked for after the snapshot are unknown to Ray and would stay RUNNING for ever
-        for orphan in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if orphan._trial_id not in known:
-                storage.set_trial_user_attr(orphan._trial_id, "reason", LOST)
-                storage.set_trial_state_values(orphan._trial_id, TrialState.FAIL)
+        handed_out = {}  # Ray trial id -> its last study trial (a retry continues it)
+        for trial in self._ot_study.get_trials(deepcopy=False):
+            if "ray_trial_id" in trial.user_attrs and trial.user_attrs.get("reason") != LOST:
+                handed_out[trial.user_attrs["ray_trial_id"]] = trial
+        kept = {ot._trial_id: ot for ot in self._ot_trials.values()}
+        self._ot_trials = {rid: kept.get(t._trial_id) or optuna.trial.Trial(self._ot_study,
+                                                                           t._trial_id)
+                           for rid, t in handed_out.items()}
+        self._completed_trials = {rid for rid, t in handed_out.items()
+                                  if t.state != TrialState.RUNNING}
+        self._seen, self._reconciled = set(), False
 
     def _retry(self, trial_id: str) -> bool:
         """An errored trial that --resume runs again under its Ray id becomes a new Optuna trial

@@ -110,7 +110,8 @@ def search_tuner(s: Settings, space: Space, run_dir: Path, data: dict, restore: 
     fixed = trial_settings(s, space)
     compare = space.compare if choices else None
     study = StudySearch(s.space, s.max_epochs, fixed, run_dir, METRIC, MODE, s.seed,
-                        study_name=run_dir.name, compare=compare, choices=choices,
+                        study_name=run_dir.name, num_samples=s.num_samples, compare=compare,
+                        choices=choices,
                         baseline=baseline_params(space, s.max_epochs, fixed.get("model")))
     if s.max_concurrent:
         study.set_max_concurrency(s.max_concurrent)
@@ -119,9 +120,9 @@ def search_tuner(s: Settings, space: Space, run_dir: Path, data: dict, restore: 
                               s.reduction_factor, study=study)
     return tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=study, scheduler=scheduler,
-                                    num_samples=s.num_samples, reuse_actors=True,
-                                    trial_dirname_creator=trial_dirname),
+        # the study says when it has its samples (StudySearch.suggest), not Ray's counter
+        tune_config=tune.TuneConfig(search_alg=study, scheduler=scheduler, num_samples=-1,
+                                    reuse_actors=True, trial_dirname_creator=trial_dirname),
         run_config=tune.RunConfig(
             name=run_dir.name, storage_path=str(run_dir.parent),
             # a trial resumes from its last checkpoint; keeping 2 halves the experiment snapshots
