@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from results.rundir import RUN_FILE, STUDY_FILE
+from results.rundir import RUN_FILE, STUDY_FILE, TRIAL_DIR_PREFIX
 from trainables.config import BASELINE, KEYS
 
 STATUSES = ("completed", "stopped_by_asha", "diverged", "errored", "unfinished")
@@ -142,6 +142,8 @@ def _trial_id(trial_dir: Path, results: list[dict[str, Any]]) -> str:
     for result in results:
         if isinstance(result.get("trial_id"), str):
             return result["trial_id"]
+    if trial_dir.name.startswith(TRIAL_DIR_PREFIX):  # a trial that had reported nothing yet
+        return trial_dir.name.removeprefix(TRIAL_DIR_PREFIX)
     match = _TRIAL_ID.search(trial_dir.name)
     return match.group(1) if match else trial_dir.name
 

@@ -6,7 +6,7 @@ results/ because tuning imports results and never the other way round.
     RUN_DIR/
         run.json             RUN_FILE: the run's settings and status (tuning.run)
         optuna.journal       STUDY_FILE: the Optuna study (tuning.search)
-        trial_*/             Ray's trial directories: params.json, result.json, checkpoints
+        trial_<id>/          TRIAL_DIR_PREFIX and Ray's trial id: params.json, result.json, ...
         confirm/             CONFIRM_DIR: the confirmation runs, Ray trials of their own
         leaderboard.csv, history.csv, confirmation.csv, summary.md, report.html, figures/
         best_config.json     BEST_CONFIG_FILE: for python -m tuning.train --config
@@ -34,6 +34,7 @@ REPORT_FILE = "report.html"
 FIGURES_DIR = "figures"
 FINAL_DIR = "final"
 FINAL_METRICS_FILE = "final_metrics.json"  # in FINAL_DIR, and in any tuning.train --output
+TRIAL_DIR_PREFIX = "trial_"  # a trial's directory is named by it and Ray's trial id
 
 
 def write_atomic(path: Path | str, write: Callable[[Path], Any]) -> Path:

@@ -148,6 +148,18 @@ def test_interrupted_run_leaves_early_trials_unfinished(tmp_path):
     assert status["abcde_00000"] == "completed"
 
 
+def test_a_trial_that_reported_nothing_keeps_its_ray_id(tmp_path):
+    """A trial cut before its first epoch has only params.json in trial_<id>/: its id is the
+    one the study and Ray know, not the directory's name, and it is unfinished."""
+    run_dir = make_run_dir(tmp_path / "run", study=False, status="interrupted")
+    (run_dir / "trial_0f1e2d3c").mkdir()
+    (run_dir / "trial_0f1e2d3c" / "params.json").write_text(json.dumps({"optimizer": "sgd",
+                                                                        "lr": 0.01}))
+    trials = load_experiment(run_dir).trials.set_index("trial_id")
+    assert trials.loc["0f1e2d3c", "status"] == "unfinished"
+    assert trials.loc["0f1e2d3c", "retries"] == 0
+
+
 def test_history_has_one_row_per_trial_epoch(reported):
     """history.csv holds every reported epoch with its metrics and the trial's hyperparameters."""
     history = pd.read_csv(reported[1]["history"])

@@ -1,11 +1,8 @@
-"""Tuning on real Ray Tune: Optuna search with ASHA, the study on disk, divergence, checkpoints, resume."""
+"""Tuning on real Ray Tune: Optuna search with ASHA, the study on disk, divergence, checkpoints,
+one-line errors, a cluster. What stops a run and --resume: test_resume.py."""
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -260,71 +257,6 @@ def test_checkpoint_restores_the_trial_state(local_ray, tmp_path):
         torch.testing.assert_close(resumed.model.state_dict()[name], tensor)
     assert resumed.fit_epoch(train_xy, val_xy) == pytest.approx(
         {**straight.fit_epoch(train_xy, val_xy), "seconds": pytest.approx(0, abs=60)})
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["killed", "ctrl-c"])
-def test_resume_after_kill_does_not_repeat_finished_trials(stop, tmp_path, data_dir):
-    """Killing the run mid-way (or Ctrl-C) and resuming finishes it: finished trials are not run
-    again and unfinished ones continue from their checkpoints, never from epoch 1."""
-    args = ["--space", "tutorial", "--num-samples", 6, "--max-epochs", 6, "--grace-period", 6,
-            "--confirm-seeds", 0, "--final", "--data-dir", data_dir, "--val-size", 500,
-            "--storage-path", tmp_path, "--name", "kill"]
-    process = subprocess.Popen([sys.executable, "-m", "tuning.run", *map(str, args)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
-    run_dir = tmp_path / "kill"
-    deadline = time.time() + 240
-    try:
-        while time.time() < deadline and process.poll() is None:
-            rows = trial_results(run_dir)
-            finished = [t for t, r in rows.items() if r[-1]["epoch"] == 6]
-            # stop while a trial has 3 or more epochs to go: one about to finish could end
-            # before the signal is handled, and then no trial would be cut short
-            if len(finished) >= 2 and any(r[-1]["epoch"] <= 3 for r in rows.values()):
-                break
-            time.sleep(0.2)
-        if stop == signal.SIGINT:  # as a terminal's Ctrl-C: Tune stops and saves cleanly
-            process.send_signal(signal.SIGINT)
-            process.wait(timeout=120)
-    finally:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)  # the driver and every Ray process it started
-        except ProcessLookupError:  # all gone already, after a clean Ctrl-C
-            pass
-        process.wait()
-    if stop == signal.SIGINT:
-        assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
-        board = pd.read_csv(run_dir / "leaderboard.csv")
-        cut = {t for t, r in trial_results(run_dir).items() if r[-1]["epoch"] < 6}
-        assert cut, "no trial was cut short by the interrupt"
-        assert set(board[board["trial_id"].isin(cut)]["status"]) == {"unfinished"}
-        assert "stopped_by_asha" not in set(board["status"])
-        assert not (run_dir / "final").exists()  # --final waits for a finished search
-    before = trial_results(run_dir)
-    done_before = {t: len(r) for t, r in before.items() if r[-1]["epoch"] == 6}
-    assert len(done_before) >= 2, "the run ended before it could be killed mid-way"
-
-    result = run_cli("--space", "tutorial", "--resume", "--name", "kill", "--data-dir", data_dir,
-                     "--storage-path", tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    after = trial_results(run_dir)
-    assert len(after) == 6
-    for trial_id, rows in after.items():
-        epochs = [r["epoch"] for r in rows]
-        assert epochs == sorted(set(epochs)), f"trial {trial_id} repeated epochs: {epochs}"
-        assert epochs[-1] == 6
-    for trial_id, count in done_before.items():
-        assert len(after[trial_id]) == count  # not run again
-    study = load_study(run_dir)
-    assert Counter(t.state for t in study.trials)[TrialState.COMPLETE] == 6
-    assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
-
-    wrong_space = run_cli("--space", "sgd_vs_adam", "--resume", "--name", "kill",
-                          "--storage-path", tmp_path)
-    assert wrong_space.returncode == 2
-    assert wrong_space.stderr.strip().splitlines() == [
-        f"python -m tuning.run: error: {run_dir} is a run of space 'tutorial', not 'sgd_vs_adam'"]
 
 
 @pytest.mark.parametrize("args, message", [

@@ -11,7 +11,7 @@ from typing import Any
 
 import search_spaces
 from results.cli import UsageError
-from results.rundir import RUN_FILE, STUDY_FILE, write_json
+from results.rundir import RUN_FILE, STUDY_FILE, TRIAL_DIR_PREFIX, write_json
 from trainables.config import TrainConfig
 from tuning.settings import CHANGEABLE, RECORDED, Settings
 
@@ -77,7 +77,7 @@ def restorable(run_dir: Path) -> bool:
 def clear_search(run_dir: Path) -> None:
     """What a search stopped before Ray saved its state left behind, none of it restorable (Ray
     never listed its trials), so that the search starts over in run_dir."""
-    for path in [run_dir / STUDY_FILE, run_dir / "tuner.pkl", *run_dir.glob("trial_*"),
+    for path in [run_dir / STUDY_FILE, run_dir / "tuner.pkl", *run_dir.glob(f"{TRIAL_DIR_PREFIX}*"),
                  *run_dir.glob("*-state-*"), *run_dir.glob("experiment_state-*")]:
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from search_spaces import Space, baseline_params, compare_choices
 from results.cli import UsageError
+from results.rundir import TRIAL_DIR_PREFIX
 from tuning.record import METRIC, MODE, storage_dir
 from tuning.settings import Settings, trial_settings
 
@@ -80,7 +81,7 @@ def check_shared_storage(storage: Path) -> None:
 
 
 def trial_dirname(trial: Any) -> str:
-    return f"trial_{trial.trial_id}"
+    return f"{TRIAL_DIR_PREFIX}{trial.trial_id}"
 
 
 def make_trainable(s: Settings, data: dict) -> Any:
