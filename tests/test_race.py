@@ -251,8 +251,8 @@ def test_race_trains_the_slow_starter_to_the_end_and_confirms_it_wins(tmp_path, 
 def test_resume_continues_a_run_interrupted_during_confirmation(tmp_path):
     """Ctrl-C while confirmation trains, then --resume: the confirmation runs continue from their
     checkpoints (no epoch twice) and the run ends finished with every seed of every config."""
-    write_idx_files(tmp_path / "idx", make_split(5000, seed=1), make_split(500, seed=2))
-    args = ["--space", "sgd_vs_adam", "--num-samples", 3, "--max-epochs", 12, "--grace-period", 12,
+    write_idx_files(tmp_path / "idx", make_split(3000, seed=1), make_split(500, seed=2))
+    args = ["--space", "sgd_vs_adam", "--num-samples", 2, "--max-epochs", 10, "--grace-period", 10,
             "--confirm-seeds", 2, "--data-dir", tmp_path / "idx", "--val-size", 500, "--storage-path", tmp_path,
             "--name", "conf"]
     process = subprocess.Popen([sys.executable, "-m", "tuning.run", *map(str, args)],
@@ -263,7 +263,7 @@ def test_resume_continues_a_run_interrupted_during_confirmation(tmp_path):
     try:
         while time.time() < deadline and process.poll() is None:
             rows = [read_results(p) for p in confirm.glob("*/result.json")]
-            if any(r and r[-1]["epoch"] <= 6 for r in rows):
+            if any(r and r[-1]["epoch"] <= 5 for r in rows):
                 break
             time.sleep(0.2)
         process.send_signal(signal.SIGINT)  # as a terminal's Ctrl-C
@@ -276,7 +276,7 @@ def test_resume_continues_a_run_interrupted_during_confirmation(tmp_path):
         process.wait()
     run = json.loads((tmp_path / "conf" / "run.json").read_text())
     assert (run["status"], run["phase"]) == ("interrupted", "confirm")
-    cut = [r for r in map(read_results, confirm.glob("*/result.json")) if r[-1]["epoch"] < 12]
+    cut = [r for r in map(read_results, confirm.glob("*/result.json")) if r[-1]["epoch"] < 10]
     assert cut, "no confirmation run was cut short by the interrupt"
 
     result = subprocess.run([sys.executable, "-m", "tuning.run", "--space", "sgd_vs_adam",
@@ -289,8 +289,8 @@ def test_resume_continues_a_run_interrupted_during_confirmation(tmp_path):
         epochs = [r["epoch"] for r in read_results(path)]
         # every epoch, the last before the interrupt at most twice: Tune registers a checkpoint
         # a step after it logs its result, and resumes from the last one registered
-        assert sorted(set(epochs)) == list(range(1, 13)), f"{path.parent.name} lost epochs: {epochs}"
-        assert epochs.count(1) == 1 and len(epochs) <= 13, f"{path.parent.name} ran again: {epochs}"
+        assert sorted(set(epochs)) == list(range(1, 11)), f"{path.parent.name} lost epochs: {epochs}"
+        assert epochs.count(1) == 1 and len(epochs) <= 11, f"{path.parent.name} ran again: {epochs}"
     table = pd.read_csv(tmp_path / "conf" / "confirmation.csv")
     assert table.groupby("trial_id")["seed"].apply(sorted).tolist() == [[0, 1]] * 2
     assert set(table["status"]) == {"completed"}

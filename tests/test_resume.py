@@ -61,8 +61,8 @@ def test_time_budget_cut_then_moved_run_resumes_to_finished(tmp_path, data_dir, 
     """A run cut by --time-budget says so; a resume that would change its data or split is refused
     in one line; moved to another folder, --resume continues the cut trials from their
     checkpoints and runs the remaining samples to a finished run."""
-    args = search(data_dir, tmp_path / "runs", "budget", "--num-samples", 8, "--max-epochs", 6,
-                  "--grace-period", 6, "--time-budget", 8, "--final")
+    args = search(data_dir, tmp_path / "runs", "budget", "--num-samples", 6, "--max-epochs", 5,
+                  "--grace-period", 5, "--time-budget", 8, "--final")
     first = run_cli(*args)
     assert first.returncode == 0, first.stderr[-3000:]
     run_dir = tmp_path / "runs" / "budget"
@@ -70,7 +70,7 @@ def test_time_budget_cut_then_moved_run_resumes_to_finished(tmp_path, data_dir, 
     assert "the time budget ran out: --resume continues" in first.stdout
     assert not (run_dir / "final").exists()  # --final waits for a finished search
     study = load_study(run_dir)
-    assert len([t for t in study.trials if t.state != TrialState.RUNNING]) < 8
+    assert len([t for t in study.trials if t.state != TrialState.RUNNING]) < 6
     before = trial_results(run_dir)
     cut = {t.user_attrs["ray_trial_id"] for t in study.trials if t.state == TrialState.RUNNING}
     assert cut, "no trial was cut short by the time budget"
@@ -97,7 +97,7 @@ def test_time_budget_cut_then_moved_run_resumes_to_finished(tmp_path, data_dir, 
     assert result.returncode == 0, result.stderr[-3000:]
     assert not run_dir.exists()
     moved = tmp_path / "moved" / "budget"
-    assert_finished_once(moved, 8)
+    assert_finished_once(moved, 6)
     after = trial_results(moved)
     for trial_id, rows in before.items():  # cut trials went on from where they were
         assert [r["epoch"] for r in after[trial_id]][:len(rows)] == [r["epoch"] for r in rows]
@@ -109,8 +109,8 @@ def test_killed_workers_recover_or_error_and_resume_finishes_under_max_concurren
     """One at a time (--max-concurrent 1): a trial whose worker is killed once recovers and is
     completed, with one retry; a trial whose worker is killed twice errors; --resume runs it
     again and the run ends finished, the leaderboard saying completed for both."""
-    args = search(data_dir, tmp_path, "workers", "--num-samples", 3, "--max-epochs", 12,
-                  "--grace-period", 12, "--max-concurrent", 1, space="tutorial")
+    args = search(data_dir, tmp_path, "workers", "--num-samples", 2, "--max-epochs", 10,
+                  "--grace-period", 10, "--max-concurrent", 1, space="tutorial")
     process = start_run(*args)
     killed = {}  # trial id -> the worker pids killed under it
 
@@ -122,7 +122,7 @@ def test_killed_workers_recover_or_error_and_resume_finishes_under_max_concurren
             wanted = 1 if number == 0 else 2
             pids = killed.setdefault(trial_id, [])
             last = rows[trial_id][-1]
-            if len(pids) < wanted and last["epoch"] >= 2 + len(pids) and last["epoch"] < 12 \
+            if len(pids) < wanted and last["epoch"] >= 2 + len(pids) and last["epoch"] < 10 \
                     and last["pid"] not in pids:
                 try:
                     os.kill(last["pid"], signal.SIGKILL)
@@ -148,7 +148,7 @@ def test_killed_workers_recover_or_error_and_resume_finishes_under_max_concurren
                      tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "0 errored" in result.stdout
-    study, board = assert_finished_once(run_dir, 3)
+    study, board = assert_finished_once(run_dir, 2)
     board = board.set_index("trial_id")
     assert set(board["status"]) == {"completed"}
     assert board.loc[recovered, "retries"] == 1 and board.loc[errored, "retries"] == 2
