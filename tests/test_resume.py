@@ -74,8 +74,12 @@ def test_time_budget_cut_then_moved_run_resumes_to_finished(tmp_path, data_dir, 
     before = trial_results(run_dir)
     cut = {t.user_attrs["ray_trial_id"] for t in study.trials if t.state == TrialState.RUNNING}
     assert cut, "no trial was cut short by the time budget"
-    board = pd.read_csv(run_dir / "leaderboard.csv")  # a cut trial that had started, unfinished
-    assert set(board[board["trial_id"].isin(cut)]["status"]) <= {"unfinished"}
+    # a cut trial is unfinished on the leaderboard, or completed where it had reported its last
+    # epoch before the study heard it end; none is said to be stopped by ASHA
+    board = pd.read_csv(run_dir / "leaderboard.csv")
+    for _, row in board[board["trial_id"].isin(cut)].iterrows():
+        assert row["status"] == "unfinished" or (
+            row["status"] == "completed" and row["epochs_run"] == row["epochs_planned"]), row
     assert set(board[~board["trial_id"].isin(cut)]["status"]) == {"completed"}
 
     for changed, message in [
