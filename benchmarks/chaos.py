@@ -87,6 +87,26 @@ def check(run_dir: Path, num_samples: int) -> dict[str, object]:
     }
 
 
+def kill_and_resume(base: list[str], run_dir: Path, kills: int, between: tuple[float, float],
+                    moments: random.Random, started: float) -> int:
+    """Start the run (then --resume it) and SIGKILL its process group a random while later, up
+    to `kills` times; the kills done (fewer where the run ended first)."""
+    killed = 0
+    while killed < kills:
+        resume = ["--resume"] if (run_dir / RUN_FILE).is_file() else []
+        process = start([*base, *resume])
+        try:
+            process.wait(timeout=moments.uniform(*between))
+            print(f"run ended by itself after {killed} kills, rc {process.returncode}")
+            break
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            killed += 1
+            print(f"kill {killed} at {time.time() - started:.0f} s", flush=True)
+    return killed
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--kills", type=int, default=10, help="kills before the last resume (default: 10)")
@@ -103,19 +123,8 @@ def main() -> None:
         write_subset(tmp / "data")
         base = [*SEARCH, "--data-dir", str(tmp / "data"), "--storage-path", str(tmp),
                 "--name", "chaos"]
-        run_dir, killed, started = tmp / "chaos", 0, time.time()
-        while killed < opts.kills:
-            resume = ["--resume"] if (run_dir / RUN_FILE).is_file() else []
-            process = start([*base, *resume])
-            try:
-                process.wait(timeout=moments.uniform(*opts.between))
-                print(f"run ended by itself after {killed} kills, rc {process.returncode}")
-                break
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-                killed += 1
-                print(f"kill {killed} at {time.time() - started:.0f} s", flush=True)
+        run_dir, started = tmp / "chaos", time.time()
+        killed = kill_and_resume(base, run_dir, opts.kills, opts.between, moments, started)
         final = subprocess.run([sys.executable, "-m", "tuning.run", *base, "--resume"],
                                capture_output=True, text=True)
         if final.returncode != 0:

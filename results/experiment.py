@@ -168,6 +168,46 @@ def _param_columns(params: list[dict[str, Any]]) -> tuple[list[str], dict[str, s
     return order, dtypes
 
 
+def _read_params(trial_dir: Path) -> tuple[dict[str, Any] | None, str]:
+    """A trial's params.json, or (None, why it is skipped): a trial starting as the run was
+    interrupted may have left it half-written."""
+    try:
+        params = _read_json(trial_dir / "params.json")
+    except ReportError as err:
+        return None, f"trial directory {trial_dir.name} skipped: {err}"
+    if not isinstance(params, dict):
+        return None, f"trial directory {trial_dir.name} skipped: params.json is not an object"
+    return params, ""
+
+
+def _trial_row(trial_dir: Path, trial_id: str, params: dict[str, Any], epochs: list[dict],
+               run: dict[str, Any], reason: str | None) -> dict[str, Any]:
+    """A trial's row of Experiment.trials (params are popped of the baseline marker)."""
+    failed, error = failures(trial_dir)
+    planned = epochs_planned(params, run)
+    status = trial_status(failed > 0, epochs, planned, run.get("status"), reason)
+    return {"trial_id": trial_id, "trial_dir": trial_dir.name, "status": status,
+            "baseline": bool(params.pop(BASELINE, False)), "epochs_planned": planned,
+            "retries": failed - (status == "errored"),
+            "error": error if status == "errored" else ""}
+
+
+def _tables(trials: list[dict], history: list[dict], params_by_id: dict[str, dict]
+            ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """The trials table (params as columns) and the history, from the rows read."""
+    order, dtypes = _param_columns(list(params_by_id.values()))
+    table = pd.DataFrame(trials, columns=["trial_id", "trial_dir", "status", "baseline",
+                                          "epochs_planned", "retries", "error"])
+    table["epochs_planned"] = table["epochs_planned"].astype("Float64").round().astype("Int64")
+    values = pd.DataFrame([{k: _cell(p.get(k)) for k in order} for p in params_by_id.values()],
+                          columns=order)
+    table = pd.concat([table, values.astype(dtypes)], axis=1)
+    columns = ["trial_id", "epoch", *METRICS, "time_total_s", "timestamp"]
+    frame = pd.DataFrame(history)
+    extra = sorted(set(frame.columns) - set(columns)) if len(frame) else []
+    return table, frame.reindex(columns=columns + extra), order
+
+
 def load_experiment(run_dir: Path) -> Experiment:
     """Read run.json and every trial directory; ReportError when RUN_DIR is not an experiment."""
     run_dir = Path(run_dir)
@@ -184,41 +224,19 @@ def load_experiment(run_dir: Path) -> Experiment:
                           "trial directories (subdirectories with a params.json)")
     trials, history, params_by_id, skipped = [], [], {}, []
     for trial_dir in trial_dirs:
-        try:  # a trial starting as the run was interrupted may have left params.json half-written
-            params = _read_json(trial_dir / "params.json")
-        except ReportError as err:
-            skipped.append(f"trial directory {trial_dir.name} skipped: {err}")
-            continue
-        if not isinstance(params, dict):
-            skipped.append(f"trial directory {trial_dir.name} skipped: "
-                           "params.json is not an object")
+        params, why = _read_params(trial_dir)
+        if params is None:
+            skipped.append(why)
             continue
         results = read_results(trial_dir / "result.json")
         trial_id = _trial_id(trial_dir, results)
         if trial_id in params_by_id:  # ids must be unique to join trials with their history
             trial_id = trial_dir.name
         epochs = _epochs(results, trial_id)
-        failed, error = failures(trial_dir)
-        planned = epochs_planned(params, run)
-        status = trial_status(failed > 0, epochs, planned, run.get("status"), reasons.get(trial_id))
-        trials.append({"trial_id": trial_id, "trial_dir": trial_dir.name, "status": status,
-                       "baseline": bool(params.pop(BASELINE, False)), "epochs_planned": planned,
-                       "retries": failed - (status == "errored"),
-                       "error": error if status == "errored" else ""})
+        trials.append(_trial_row(trial_dir, trial_id, params, epochs, run, reasons.get(trial_id)))
         history.extend(epochs)
         params_by_id[trial_id] = params
-    order, dtypes = _param_columns(list(params_by_id.values()))
-    table = pd.DataFrame(trials, columns=["trial_id", "trial_dir", "status", "baseline",
-                                          "epochs_planned", "retries", "error"])
-    table["epochs_planned"] = table["epochs_planned"].astype("Float64").round().astype("Int64")
-    values = pd.DataFrame([{k: _cell(p.get(k)) for k in order} for p in params_by_id.values()],
-                          columns=order)
-    values = values.astype(dtypes)
-    table = pd.concat([table, values], axis=1)
-    columns = ["trial_id", "epoch", *METRICS, "time_total_s", "timestamp"]
-    frame = pd.DataFrame(history)
-    extra = sorted(set(frame.columns) - set(columns)) if len(frame) else []
-    frame = frame.reindex(columns=columns + extra)
+    table, frame, order = _tables(trials, history, params_by_id)
     return Experiment(run_dir, run, table, frame, params_by_id, order, skipped, study, study_note)
 
 
