@@ -34,7 +34,7 @@ import torch
 from results.experiment import read_results
 from results.rundir import HISTORY_FILE, LEADERBOARD_FILE, RUN_FILE
 from trainables.data import FILES, load_dataset
-from tuning.search import LOST, study_storage
+from tuning.search import LOST, by_ray_trial, study_storage
 
 NUM_SAMPLES = 32
 SEARCH = ["--space", "sgd_vs_adam", "--num-samples", str(NUM_SAMPLES), "--max-epochs", "8",
@@ -64,7 +64,7 @@ def check(run_dir: Path, num_samples: int) -> dict[str, object]:
     study = optuna.load_study(study_name=run_dir.name, storage=study_storage(run_dir))
     kept = [t for t in study.trials if t.user_attrs.get("reason") != LOST]
     by_ray = Counter(t.user_attrs["ray_trial_id"] for t in kept if "retry_of" not in t.user_attrs)
-    last = {t.user_attrs["ray_trial_id"]: t for t in kept}
+    last = by_ray_trial(study)
     rows = {p.parent.name.removeprefix("trial_"): read_results(p)
             for p in run_dir.glob("trial_*/result.json")}
     ended = [t for t in last.values() if t.state != optuna.trial.TrialState.RUNNING]

@@ -53,19 +53,24 @@ def study_storage(run_dir: Path) -> optuna.storages.JournalStorage:
         optuna.storages.journal.JournalFileBackend(str(run_dir / STUDY_FILE)))
 
 
+def by_ray_trial(study: optuna.Study) -> dict[str, optuna.trial.FrozenTrial]:
+    """Each Ray trial's last study trial (a retry of an errored trial continues it under the same
+    Ray id); trials lost in a crash, which Ray never ran, are left out."""
+    last = {}
+    for trial in study.get_trials(deepcopy=False):
+        if "ray_trial_id" in trial.user_attrs and trial.user_attrs.get("reason") != LOST:
+            last[trial.user_attrs["ray_trial_id"]] = trial
+    return last
+
+
 def ended_trials(run_dir: Path, study_name: str) -> tuple[set[str], int, int]:
     """The Ray trials the study saw end, how many of its trials are still running, and how many
     Ray trials ended errored (not run again since). After a Ctrl-C or the time budget, Tune lists
     the trials it interrupted as terminated; the study knows better."""
     study = optuna.load_study(study_name=study_name, storage=study_storage(run_dir))
-    last: dict[str, optuna.trial.FrozenTrial] = {}  # a retry continues its Ray trial
-    running = 0
-    for trial in study.get_trials(deepcopy=False):
-        if trial.user_attrs.get("reason") == LOST:
-            continue
-        running += trial.state == TrialState.RUNNING
-        if "ray_trial_id" in trial.user_attrs:
-            last[trial.user_attrs["ray_trial_id"]] = trial
+    last = by_ray_trial(study)
+    running = sum(t.state == TrialState.RUNNING and t.user_attrs.get("reason") != LOST
+                  for t in study.get_trials(deepcopy=False))
     ended = {rid for rid, t in last.items() if t.state != TrialState.RUNNING}
     return ended, running, sum(t.state == TrialState.FAIL for t in last.values())
 
@@ -147,11 +152,8 @@ class StudySearch(OptunaSearch):
     def _samples(self) -> tuple[int, int]:
         """(Ray trials the study has, those still running): the study, not Ray's counter, says
         when the search has its samples, since Ray's snapshots may disagree after a crash."""
-        last: dict[str, TrialState] = {}
-        for trial in self._ot_study.get_trials(deepcopy=False):
-            if "ray_trial_id" in trial.user_attrs and trial.user_attrs.get("reason") != LOST:
-                last[trial.user_attrs["ray_trial_id"]] = trial.state
-        return len(last), sum(state == TrialState.RUNNING for state in last.values())
+        last = by_ray_trial(self._ot_study)
+        return len(last), sum(t.state == TrialState.RUNNING for t in last.values())
 
     def record_stop(self, trial_id: str, epoch: int) -> None:
         """ASHA stopped this trial after `epoch` (tuning.race.RaceScheduler calls this)."""
@@ -170,12 +172,8 @@ class StudySearch(OptunaSearch):
     def scores(self) -> list[tuple[str, dict[str, Any], dict[int, float]]]:
         """(Ray trial id, config, score at each epoch) of every trial the study has, the last
         study trial of each Ray trial winning; what the ASHA rungs are rebuilt from on resume."""
-        last = {}
-        for trial in self._ot_study.get_trials(deepcopy=False):
-            if "ray_trial_id" in trial.user_attrs and trial.user_attrs.get("reason") != LOST:
-                config = {**trial.params, BASELINE: bool(trial.user_attrs.get(BASELINE))}
-                last[trial.user_attrs["ray_trial_id"]] = (config, trial.intermediate_values)
-        return [(rid, config, values) for rid, (config, values) in last.items()]
+        return [(rid, {**t.params, BASELINE: bool(t.user_attrs.get(BASELINE))},
+                 t.intermediate_values) for rid, t in by_ray_trial(self._ot_study).items()]
 
     def _next_choice(self, trials: list[optuna.trial.FrozenTrial]) -> Any:
         """The compared value whose turn it is: the one with the fewest trials so far."""
@@ -219,10 +217,7 @@ class StudySearch(OptunaSearch):
         super().restore(checkpoint_path)
         if run_dir is not None:
             self._bind(run_dir)
-        handed_out = {}  # Ray trial id -> its last study trial (a retry continues it)
-        for trial in self._ot_study.get_trials(deepcopy=False):
-            if "ray_trial_id" in trial.user_attrs and trial.user_attrs.get("reason") != LOST:
-                handed_out[trial.user_attrs["ray_trial_id"]] = trial
+        handed_out = by_ray_trial(self._ot_study)
         kept = {ot._trial_id: ot for ot in self._ot_trials.values()}
         self._ot_trials = {rid: kept.get(t._trial_id) or optuna.trial.Trial(self._ot_study,
                                                                            t._trial_id)
