@@ -33,7 +33,7 @@ import torch
 
 from results.experiment import read_results
 from results.rundir import HISTORY_FILE, LEADERBOARD_FILE, RUN_FILE
-from trainables.data import FILES, load_dataset
+from trainables.idx import FILES, load_dataset
 from tuning.search import LOST, by_ray_trial, study_storage
 
 NUM_SAMPLES = 32

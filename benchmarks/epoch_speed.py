@@ -1,18 +1,27 @@
 """One epoch of the tutorial's loop against one of ours: same model, config, data and process.
 
     python benchmarks/epoch_speed.py [--threads 2] [--batch-size 64] [--model mlp]
+    python benchmarks/epoch_speed.py --against REV [--repeat 5]   # our epoch, REV's code and this
 
 The tutorial's loop is a DataLoader over torchvision's FashionMNIST with ToTensor (a PIL image
-and a tensor per sample, then collation); ours slices batches from tensors loaded once. Both run
-train_loop + test_loop over the full 60,000 / 10,000 images. Also prints what share of the
-machine's fp32 matrix-multiply throughput, measured here in the same run, our epoch reaches.
+and a tensor per sample, then collation); ours, the built-in FashionMNIST task's path through the
+training core, slices batches from tensors loaded once. Both run train_loop + test_loop over the
+full 60,000 / 10,000 images. Also prints what share of the machine's fp32 matrix-multiply
+throughput, measured here in the same run, our epoch reaches. With --against, this script of git
+revision REV and of this tree run at once, each in a process of its own with one torch thread,
+round after round, and their "our loop" seconds are compared round by round.
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import os
+import re
 import shutil
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,9 +33,11 @@ from torchvision import datasets
 from torchvision.transforms import ToTensor
 
 from trainables.config import TrainConfig, parse_config
-from trainables.data import SYSTEM_DIRS, candidate_dirs, default_data_dir, find_files, load_dataset
-from trainables.loop import Trainer, to_device
+from trainables.data import default_data_dir
+from trainables.idx import SYSTEM_DIRS, candidate_dirs, find_files
+from trainables.loop import Trainer
 from trainables.models import MODELS
+from trainables.task import load_task
 
 
 def tutorial_epoch(model: nn.Module, train: DataLoader, test: DataLoader, lr: float) -> float:
@@ -82,11 +93,45 @@ def time_tutorial_epoch(config: TrainConfig) -> tuple[float, float]:
         root = torchvision_root(Path(tmp))
         train_ds = datasets.FashionMNIST(root, train=True, transform=ToTensor())
         test_ds = datasets.FashionMNIST(root, train=False, transform=ToTensor())
-        trainer = Trainer(config)
+        trainer = Trainer(config, load_task())
         start = time.perf_counter()
         accuracy = tutorial_epoch(trainer.model, DataLoader(train_ds, batch_size=config.batch_size),
                                   DataLoader(test_ds, batch_size=config.batch_size), config.lr)
         return time.perf_counter() - start, accuracy
+
+
+OURS = re.compile(r"^our loop\s*:\s*([\d.]+) s", re.M)
+
+
+def against(revision: str, repeat: int, argv: list[str]) -> None:
+    """This script of REVISION and of this tree, each in a process of its own, started together
+    on the machine's cores (one torch thread each), so that whatever else slows the machine slows
+    both alike; `repeat` rounds. The medians of their "our loop" seconds, and the ratio of their
+    speeds."""
+    root = Path(__file__).resolve().parents[1]
+    old_tree = Path(tempfile.mkdtemp(prefix="epoch-speed-")) / "old"
+    subprocess.run(["git", "-C", str(root), "worktree", "add", "--detach", str(old_tree),
+                    revision], check=True, capture_output=True)
+    trees = {revision: old_tree, "this tree": root}
+    seconds: dict[str, list[float]] = {label: [] for label in trees}
+    try:
+        for _ in range(repeat):
+            running = {label: subprocess.Popen(
+                [sys.executable, str(tree / "benchmarks" / "epoch_speed.py"), *argv], cwd=tree,
+                stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(tree)})
+                for label, tree in trees.items()}
+            for label, process in running.items():
+                out, _ = process.communicate()
+                seconds[label].append(float(OURS.search(out).group(1)))
+            print("  ".join(f"{label} {s[-1]:.2f} s" for label, s in seconds.items()), flush=True)
+    finally:
+        subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(old_tree)],
+                       check=False, capture_output=True)
+    old, new = (statistics.median(v) for v in seconds.values())
+    ratios = [o / n for o, n in zip(*seconds.values())]
+    print(f"median of {repeat}: {revision} {old:.2f} s, this tree {new:.2f} s; round by round this "
+          f"tree runs at {statistics.median(ratios):.2f}x the speed of {revision} (median; "
+          f"{min(ratios):.2f}x to {max(ratios):.2f}x)")
 
 
 def main() -> None:
@@ -94,18 +139,26 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
     parser.add_argument("--batch-size", type=int, default=64, help="training batch size (default: 64)")
     parser.add_argument("--model", default="mlp", choices=list(MODELS), help="model (default: mlp)")
+    parser.add_argument("--against", metavar="REV", help="compare our epoch with git revision REV's")
+    parser.add_argument("--repeat", type=int, default=5, help="rounds with --against (default: 5)")
     args = parser.parse_args()
+    if args.against:  # the two processes share the machine: a thread each
+        against(args.against, args.repeat, ["--threads", "1", "--batch-size",
+                                            str(args.batch_size), "--model", args.model])
+        return
     torch.set_num_threads(args.threads)
+    task = load_task()
     config = parse_config({"optimizer": "sgd", "lr": 1e-3, "batch_size": args.batch_size,
-                           "epochs": 1, "shuffle": False, "model": args.model})
+                           "epochs": 1, "shuffle": False, "model": args.model},
+                          hyperparameters=task.hyperparameters)
 
     tutorial_s, tutorial_acc = time_tutorial_epoch(config)
     start = time.perf_counter()
-    train, test = load_dataset("fashion_mnist")
-    train_xy, test_xy = to_device(train, "cpu"), to_device(test, "cpu")
+    splits = task.splits(default_data_dir())
+    trainer = Trainer(config, task)
+    train, test = trainer.feed(splits["train"], train=True), trainer.feed(splits["test"], train=False)
     load_s = time.perf_counter() - start
-    trainer = Trainer(config)
-    ours = trainer.fit_epoch(train_xy, test_xy, holdout_name="test")
+    ours = trainer.fit_epoch(train, test, holdout_name="test")
     ours_s = ours["seconds"]
     samples = len(train) + len(test)
     peak = matmul_gflops()

@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from results.experiment import load_experiment
+from results.metric import Score
 from results.rundir import CONFIRMATION_FILE, FINAL_DIR, FINAL_METRICS_FILE, RUN_FILE
 
 
@@ -72,10 +73,13 @@ def summarize(run_dir: Path, command_seconds: float | None) -> None:
     print(f"throughput   {len(own) / fit * 60:7.1f} trials per minute, "
           f"{len(history) / fit * 60:.1f} epochs per minute")
     print_memory(history)
-    print(f"best         {100 * history['val_accuracy'].max():.2f}% validation accuracy")
+    score = Score.of(run)
+    print(f"best         {score.format(score.best(history[score.column].dropna()), 2)} "
+          f"{score.label}")
     final = run_dir / FINAL_DIR / FINAL_METRICS_FILE
-    if final.is_file():
-        print(f"final        {100 * json.loads(final.read_text())['test_accuracy']:.2f}% test accuracy")
+    tested = json.loads(final.read_text()).get(f"test_{score.name}") if final.is_file() else None
+    if tested is not None:
+        print(f"final        {score.format(tested, 2)} test {score.words}")
 
 
 def timed_run(command: list[str], cwd: Path, storage: Path) -> float:

@@ -3,24 +3,33 @@ space compares nothing) trained again with more seeds, and what those runs say.
 
 The runs are Ray trials of their own experiment, RUN_DIR/confirm/, each config's params.json
 holding "confirms": the search trial it trains again, and its "seed". confirmation.csv has one
-row per config per seed, the search trial itself where it ran its planned epochs (seed 0).
+row per config per seed, the search trial itself where it ran its planned epochs (seed 0), with
+the run's metric (val_<metric>) at the last epoch.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from results.experiment import Experiment, _epochs, _read_json, read_results
-from results.leaderboard import settings, top_trial
+from results.leaderboard import score_column, settings, top_trial
+from results.metric import Score
 from results.rundir import CONFIRM_DIR
 from trainables.config import CONFIRMS
 
 TOP = 3  # configs confirmed where the space compares nothing
-COLUMNS = ["trial_id", "seed", "run", "status", "epochs", "val_accuracy", "val_loss", "seconds"]
+
+
+def columns(score: str) -> list[str]:
+    """confirmation.csv's columns (before the compared value, which comes first where there is
+    one) for a run scored by the `score` column."""
+    losses = [] if score == "val_loss" else ["val_loss"]
+    return ["trial_id", "seed", "run", "status", "epochs", score, *losses, "seconds"]
 
 
 def candidates(board: pd.DataFrame, compare: str | None) -> pd.DataFrame:
@@ -29,7 +38,7 @@ def candidates(board: pd.DataFrame, compare: str | None) -> pd.DataFrame:
     if compare is not None:
         picks = [top_trial(rows) for _, rows in board.groupby(compare, sort=False, dropna=False)]
         return pd.DataFrame([p for p in picks if p is not None])
-    scored = board[board["val_accuracy"].notna()]
+    scored = board[board[score_column(board)].notna()]
     full = scored["status"] == "completed"
     return pd.concat([scored[full], scored[~full]]).head(TOP)
 
@@ -54,32 +63,34 @@ def _status(epochs: list[dict[str, Any]], planned: Any, errored: bool) -> str:
     return "completed" if epochs and epochs[-1]["epoch"] >= planned else "unfinished"
 
 
-def _row(trial_id: str, seed: Any, run: str, status: str, epochs: list[dict[str, Any]]) -> dict:
+def _row(trial_id: str, seed: Any, run: str, status: str, epochs: list[dict[str, Any]],
+         score: str) -> dict:
     last = epochs[-1] if epochs else {}
     return {"trial_id": trial_id, "seed": seed, "run": run, "status": status,
-            "epochs": last.get("epoch", 0), "val_accuracy": last.get("val_accuracy", math.nan),
+            "epochs": last.get("epoch", 0), score: last.get(score, math.nan),
             "val_loss": last.get("val_loss", math.nan),
             "seconds": round(sum(e["seconds"] for e in epochs), 1)}
 
 
-def confirmation_runs(run_dir: Path) -> list[dict[str, Any]]:
-    """One row (COLUMNS) per confirmation run in RUN_DIR/confirm/, with its status: completed,
-    diverged, errored, or unfinished while it has planned epochs to go."""
+def confirmation_runs(run_dir: Path, score: str = "val_accuracy") -> list[dict[str, Any]]:
+    """One row (columns(score)) per confirmation run in RUN_DIR/confirm/, with its status:
+    completed, diverged, errored, or unfinished while it has planned epochs to go."""
     rows = []
     for params_path in sorted((Path(run_dir) / CONFIRM_DIR).glob("*/params.json")):
         params = _read_json(params_path)
         trial_id = str(params.get(CONFIRMS))
-        epochs = _epochs(read_results(params_path.parent / "result.json"), trial_id)
+        epochs = _epochs(read_results(params_path.parent / "result.json"), trial_id, score)
         status = _status(epochs, params.get("epochs", math.inf),
                          (params_path.parent / "error.txt").is_file())
-        rows.append(_row(trial_id, params.get("seed", 0), "confirmation", status, epochs))
+        rows.append(_row(trial_id, params.get("seed", 0), "confirmation", status, epochs, score))
     return rows
 
 
 def confirmation_table(experiment: Experiment, board: pd.DataFrame) -> pd.DataFrame:
-    """One row per confirmed config per seed (COLUMNS, the compared value first); empty before
+    """One row per confirmed config per seed (columns(), the compared value first); empty before
     confirmation ran."""
-    rows = confirmation_runs(experiment.run_dir)
+    score = experiment.score.column
+    rows = confirmation_runs(experiment.run_dir, score)
     confirmed = {r["trial_id"] for r in rows}
     history = experiment.history
     for _, trial in board[board["trial_id"].isin(confirmed)].iterrows():
@@ -87,8 +98,9 @@ def confirmation_table(experiment: Experiment, board: pd.DataFrame) -> pd.DataFr
             epochs = history[history["trial_id"] == trial["trial_id"]].sort_values("epoch")
             seed = experiment.params[trial["trial_id"]].get("seed", 0)
             rows.append(_row(trial["trial_id"], seed, "search", "completed",
-                             epochs.to_dict("records")))
-    table = pd.DataFrame(rows, columns=COLUMNS).sort_values(["trial_id", "seed"], kind="stable")
+                             epochs.to_dict("records"), score))
+    table = pd.DataFrame(rows, columns=columns(score)).sort_values(["trial_id", "seed"],
+                                                                     kind="stable")
     compare = experiment.compare
     if compare is not None:
         values = board.set_index("trial_id")[compare]
@@ -96,31 +108,35 @@ def confirmation_table(experiment: Experiment, board: pd.DataFrame) -> pd.DataFr
     return table.reset_index(drop=True)
 
 
-def stats(table: pd.DataFrame, compare: str | None) -> pd.DataFrame:
-    """Per confirmed config: mean and sample standard deviation of the final validation accuracy
-    over its runs that trained every planned epoch, best mean first; `runs` counts them all."""
-    columns = ([compare] if compare else []) + ["trial_id", "mean", "sd", "seeds", "runs"]
+def stats(table: pd.DataFrame, compare: str | None, score: Score = Score()) -> pd.DataFrame:
+    """Per confirmed config: mean and sample standard deviation of the metric at the last epoch
+    over its runs that trained every planned epoch, best mean first in the metric's direction;
+    `runs` counts them all."""
+    names = ([compare] if compare else []) + ["trial_id", "mean", "sd", "seeds", "runs"]
     if not len(table):
-        return pd.DataFrame(columns=columns)
+        return pd.DataFrame(columns=names)
     done = table[table["status"] == "completed"]
-    scores = done.groupby("trial_id")["val_accuracy"]
+    scores = done.groupby("trial_id")[score.column]
     out = pd.DataFrame({"mean": scores.mean(), "sd": scores.std(ddof=1), "seeds": scores.size()})
     out["runs"] = table.groupby("trial_id").size()
     out = out.reset_index()
     if compare:
         out.insert(0, compare, out["trial_id"].map(table.drop_duplicates("trial_id")
                                                    .set_index("trial_id")[compare]))
-    return out.sort_values("mean", ascending=False, kind="stable")[columns].reset_index(drop=True)
+    return out.sort_values("mean", ascending=not score.higher_is_better,
+                           kind="stable")[names].reset_index(drop=True)
 
 
-def welch_p(table: pd.DataFrame, a: str, b: str) -> float:
-    """Welch's t-test (unequal variances, two-sided) of two configs' final validation
-    accuracies over seeds; NaN when either has fewer than 2 runs or neither varies."""
+def welch_p(table: pd.DataFrame, a: str, b: str, score: Score = Score()) -> float:
+    """Welch's t-test (unequal variances, two-sided) of two configs' final values of the metric
+    over seeds; NaN when either has fewer than 2 runs or neither varies."""
     from scipy.stats import ttest_ind
 
     done = table[table["status"] == "completed"]
-    x = done.loc[done["trial_id"] == a, "val_accuracy"].to_numpy()
-    y = done.loc[done["trial_id"] == b, "val_accuracy"].to_numpy()
+    x = done.loc[done["trial_id"] == a, score.column].to_numpy()
+    y = done.loc[done["trial_id"] == b, score.column].to_numpy()
     if len(x) < 2 or len(y) < 2 or (x.std() == 0 and y.std() == 0):
         return math.nan
-    return float(ttest_ind(x, y, equal_var=False).pvalue)
+    with warnings.catch_warnings():  # scipy warns of lost precision where the runs nearly agree
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(ttest_ind(x, y, equal_var=False).pvalue)

@@ -19,11 +19,12 @@ from typing import Any
 
 import pandas as pd
 
+from results.metric import Score
 from results.rundir import RUN_FILE, STUDY_FILE, TRIAL_DIR_PREFIX
 from trainables.config import BASELINE, KEYS
 
 STATUSES = ("completed", "stopped_by_asha", "diverged", "errored", "unfinished")
-METRICS = ("val_accuracy", "val_loss", "train_loss", "lr", "seconds", "diverged")
+METRICS = ("val_loss", "train_loss", "lr", "seconds", "diverged")  # beside the run's score
 # what Ray adds to every result line; anything else a trainable reports is a metric of ours
 RAY_KEYS = frozenset({
     "trial_id", "training_iteration", "time_total_s", "time_this_iter_s", "time_since_restore",
@@ -49,6 +50,11 @@ class Experiment:
     skipped: list[str]  # trial directories left out, each with why
     study: Any = None  # the run's Optuna study, in memory (finished trials), or None
     study_note: str = ""  # why there is no study
+
+    @property
+    def score(self) -> Score:
+        """The run's metric: the trials' score column and which way is better."""
+        return Score.of(self.run)
 
     @property
     def compare(self) -> str | None:
@@ -87,15 +93,17 @@ def _number(value: Any) -> float:
     return float(value)
 
 
-def _epochs(results: list[dict[str, Any]], trial_id: str) -> list[dict[str, Any]]:
+def _epochs(results: list[dict[str, Any]], trial_id: str, score: str = "val_accuracy"
+            ) -> list[dict[str, Any]]:
     """One row per epoch, the last report winning: a trial restored from a checkpoint repeats
-    epochs."""
+    epochs. `score`: the run's metric column, NaN where an epoch lacks it."""
     by_epoch: dict[int, dict[str, Any]] = {}
     for result in results:
         epoch = result.get("epoch", result.get("training_iteration"))
         if isinstance(epoch, bool) or not isinstance(epoch, (int, float)) or epoch < 1:
             continue
-        row: dict[str, Any] = {"trial_id": trial_id, "epoch": int(epoch)}
+        row: dict[str, Any] = {"trial_id": trial_id, "epoch": int(epoch),
+                               score: _number(result.get(score))}
         row.update({k: _number(result.get(k)) for k in METRICS if k != "diverged"})
         row["diverged"] = bool(result.get("diverged", False))
         row["time_total_s"] = _number(result.get("time_total_s"))
@@ -192,7 +200,7 @@ def _trial_row(trial_dir: Path, trial_id: str, params: dict[str, Any], epochs: l
             "error": error if status == "errored" else ""}
 
 
-def _tables(trials: list[dict], history: list[dict], params_by_id: dict[str, dict]
+def _tables(trials: list[dict], history: list[dict], params_by_id: dict[str, dict], score: str
             ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """The trials table (params as columns) and the history, from the rows read."""
     order, dtypes = _param_columns(list(params_by_id.values()))
@@ -202,7 +210,7 @@ def _tables(trials: list[dict], history: list[dict], params_by_id: dict[str, dic
     values = pd.DataFrame([{k: _cell(p.get(k)) for k in order} for p in params_by_id.values()],
                           columns=order)
     table = pd.concat([table, values.astype(dtypes)], axis=1)
-    columns = ["trial_id", "epoch", *METRICS, "time_total_s", "timestamp"]
+    columns = ["trial_id", "epoch", score, *METRICS, "time_total_s", "timestamp"]
     frame = pd.DataFrame(history)
     extra = sorted(set(frame.columns) - set(columns)) if len(frame) else []
     return table, frame.reindex(columns=columns + extra), order
@@ -232,11 +240,11 @@ def load_experiment(run_dir: Path) -> Experiment:
         trial_id = _trial_id(trial_dir, results)
         if trial_id in params_by_id:  # ids must be unique to join trials with their history
             trial_id = trial_dir.name
-        epochs = _epochs(results, trial_id)
+        epochs = _epochs(results, trial_id, Score.of(run).column)
         trials.append(_trial_row(trial_dir, trial_id, params, epochs, run, reasons.get(trial_id)))
         history.extend(epochs)
         params_by_id[trial_id] = params
-    table, frame, order = _tables(trials, history, params_by_id)
+    table, frame, order = _tables(trials, history, params_by_id, Score.of(run).column)
     return Experiment(run_dir, run, table, frame, params_by_id, order, skipped, study, study_note)
 
 

@@ -1,8 +1,8 @@
-"""The report's figures, written as PNG files into RUN_DIR/figures/.
+"""The report's figures, written as PNG files into RUN_DIR/figures/, their axes in the run's metric.
 
-Two are drawn from the trial directories (learning curves, accuracy against learning rate) and three
-by optuna.visualization.matplotlib from the persisted study; a figure that cannot be drawn is left
-out with a note saying why.
+Three are drawn from the trial directories (learning curves, the metric against learning rate, the
+anytime curve) and three by optuna.visualization.matplotlib from the persisted study; a figure that
+cannot be drawn is left out with a note saying why.
 """
 
 from __future__ import annotations
@@ -15,20 +15,28 @@ from typing import Any
 import pandas as pd
 
 from results.experiment import Experiment
+from results.metric import Score
 from results.rundir import write_atomic
 
-FIGURES = {  # file stem: caption
-    "learning_curves": "Validation accuracy of every trial by epoch",
-    "accuracy_vs_lr": "Best validation accuracy against learning rate",
-    "anytime": "Best validation accuracy found so far against the epochs and the wall time the "
-               "search spent, per compared choice",
-    "optimization_history": "Optuna: optimisation history of every trial's validation accuracy "
-                            "at ASHA's first rung, a score every trial has",
-    "param_importances": "Optuna: hyperparameter importance, fitted on every trial's validation "
-                         "accuracy at ASHA's first rung (stopped trials included)",
-    "parallel_coordinate": "Optuna: parallel coordinates of every trial's validation accuracy at "
-                           "ASHA's first rung",
-}
+
+def captions(score: Score) -> dict[str, str]:
+    """Each figure's caption, by its file stem, in the run's metric."""
+    label = score.label
+    return {
+        "learning_curves": f"{label[0].upper()}{label[1:]} of every trial by epoch",
+        "metric_vs_lr": f"Best {label} ({score.better}) against learning rate",
+        "anytime": f"Best {label} found so far against the epochs and the wall time the search "
+                   "spent, per compared choice",
+        "optimization_history": f"Optuna: optimisation history of every trial's {label} at "
+                                "ASHA's first rung, a score every trial has",
+        "param_importances": f"Optuna: hyperparameter importance, fitted on every trial's {label} "
+                             "at ASHA's first rung (stopped trials included)",
+        "parallel_coordinate": f"Optuna: parallel coordinates of every trial's {label} at ASHA's "
+                               "first rung",
+    }
+
+
+FIGURES = captions(Score())  # the stems, in the order the report shows them
 ENDS = {  # how a curve ends, by status: marker, label
     "stopped_by_asha": ("x", "stopped by ASHA"),
     "diverged": ("v", "diverged"),
@@ -79,15 +87,16 @@ def learning_curves(experiment: Experiment, board: pd.DataFrame, path: Path) -> 
     from matplotlib.ticker import MaxNLocator
 
     compare, palette, group = _groups(experiment, board)
+    score = experiment.score
     status = dict(zip(board["trial_id"], board["status"]))
-    winner = board["trial_id"].iloc[0] if board["best_val_accuracy"].notna().any() else None
+    winner = board["trial_id"].iloc[0] if board[score.best_column].notna().any() else None
     fig, ax = plt.subplots(figsize=(9, 5))
     ended = set()
     for rung in asha_rungs(experiment.run):
         ax.axvline(rung, color="0.8", linestyle="--", linewidth=1, zorder=0)
     for trial_id, epochs in experiment.history.groupby("trial_id", sort=False):
         colour = palette[group[trial_id]]
-        y = 100 * epochs["val_accuracy"]
+        y = score.scale(epochs[score.column])
         best = trial_id == winner
         ax.plot(epochs["epoch"], y, color=colour, alpha=1 if best else 0.55,
                 linewidth=2.5 if best else 1.2, marker="." if len(epochs) == 1 else None)
@@ -95,7 +104,7 @@ def learning_curves(experiment: Experiment, board: pd.DataFrame, path: Path) -> 
         if status[trial_id] in ENDS and len(finite):
             ended.add(status[trial_id])
             marker = ENDS[status[trial_id]][0]
-            ax.plot(finite["epoch"].iloc[-1], 100 * finite["val_accuracy"].iloc[-1], marker,
+            ax.plot(finite["epoch"].iloc[-1], y[y.notna()].iloc[-1], marker,
                     color=colour, markersize=7, markerfacecolor="none" if marker == "o" else colour)
     handles = [Line2D([], [], color=c, linewidth=2, label=f"{compare}={g}" if compare else g)
                for g, c in palette.items()]
@@ -106,10 +115,11 @@ def learning_curves(experiment: Experiment, board: pd.DataFrame, path: Path) -> 
         handles.append(Line2D([], [], color="0.8", linestyle="--", label="ASHA rungs"))
     if winner is not None:
         handles.append(Line2D([], [], color="0.3", linewidth=2.5, label=f"best: {winner}"))
-    ax.legend(handles=handles, loc="lower right", fontsize=8)
+    ax.legend(handles=handles, loc="lower right" if score.higher_is_better else "upper right",
+              fontsize=8)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set(xlabel="epoch", ylabel="validation accuracy (%)",
-           title=f"Learning curves of {len(board)} trials")
+    ax.set(xlabel="epoch", ylabel=score.axis(),
+           title=f"Learning curves of {len(board)} trials ({score.better})")
     ax.grid(alpha=0.3)
     _save(fig, path)
     plt.close(fig)
@@ -125,30 +135,36 @@ POINTS = {  # how a trial shows against learning rate, by status: marker, filled
 }
 
 
-def accuracy_vs_lr(experiment: Experiment, board: pd.DataFrame, path: Path) -> Path:
+def metric_vs_lr(experiment: Experiment, board: pd.DataFrame, path: Path) -> Path:
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
     compare, palette, group = _groups(experiment, board)
+    score = experiment.score
+    best = score.best_column
     fig, ax = plt.subplots(figsize=(9, 4.5))
     shown = set()
     for g, colour in palette.items():
         rows = board[group[board["trial_id"]].values == g]
         for status, (marker, filled, _) in POINTS.items():
-            part = rows[(rows["status"] == status) & rows["best_val_accuracy"].notna()]
+            part = rows[(rows["status"] == status) & rows[best].notna()]
             if len(part):
                 shown.add(status)
-                ax.scatter(part["lr"], 100 * part["best_val_accuracy"], marker=marker, s=45,
+                ax.scatter(part["lr"], score.scale(part[best]), marker=marker, s=45,
                            facecolors=colour if filled else "none", edgecolors=colour)
-        failed = rows[rows["best_val_accuracy"].isna() & rows["lr"].notna()]
-        if len(failed):  # no accuracy to plot: mark their learning rates in a band at the bottom
+        failed = rows[rows[best].isna() & rows["lr"].notna()]
+        if len(failed):  # no score to plot: mark their learning rates in a band on the worse side
             shown.add("none")
-            ax.scatter(failed["lr"], [0.04] * len(failed), marker="x", s=45, color=colour,
-                       transform=ax.get_xaxis_transform())
-    if "none" in shown:
+            ax.scatter(failed["lr"], [0.04 if score.higher_is_better else 0.96] * len(failed),
+                       marker="x", s=45, color=colour, transform=ax.get_xaxis_transform())
+    if "none" in shown:  # room for the band beyond every score
         low, high = ax.get_ylim()
-        ax.set_ylim(low - 0.12 * (high - low), high)  # room for the band below every accuracy
-        ax.axhline(low - 0.03 * (high - low), color="0.6", linestyle=":", linewidth=1)
+        if score.higher_is_better:
+            ax.set_ylim(low - 0.12 * (high - low), high)
+            ax.axhline(low - 0.03 * (high - low), color="0.6", linestyle=":", linewidth=1)
+        else:
+            ax.set_ylim(low, high + 0.12 * (high - low))
+            ax.axhline(high + 0.03 * (high - low), color="0.6", linestyle=":", linewidth=1)
     lr = pd.to_numeric(board["lr"], errors="coerce").dropna()
     ax.set_xscale("log")
     ax.set_xlim(lr.min() / 1.5, lr.max() * 1.5)  # autoscaling ignores the marks along the bottom
@@ -159,10 +175,10 @@ def accuracy_vs_lr(experiment: Experiment, board: pd.DataFrame, path: Path) -> P
                 for s, (m, f, label) in POINTS.items() if s in shown]
     if "none" in shown:
         handles.append(Line2D([], [], color="0.3", marker="x", linestyle="none",
-                              label="no accuracy (diverged or errored at once)"))
+                              label=f"no {score.words} (diverged or errored at once)"))
     ax.legend(handles=handles, fontsize=8)
-    ax.set(xlabel="learning rate (log scale)", ylabel="best validation accuracy (%)",
-           title="Best validation accuracy against learning rate")
+    ax.set(xlabel="learning rate (log scale)", ylabel=score.axis("best"),
+           title=f"Best {score.label} against learning rate ({score.better})")
     ax.grid(alpha=0.3, which="both")
     _save(fig, path)
     plt.close(fig)
@@ -170,12 +186,13 @@ def accuracy_vs_lr(experiment: Experiment, board: pd.DataFrame, path: Path) -> P
 
 
 def anytime(experiment: Experiment, board: pd.DataFrame, path: Path) -> Path:
-    """The anytime curve HPO papers compare tuners by: the best validation accuracy reported so
+    """The anytime curve HPO papers compare tuners by: the best value of the metric reported so
     far, against the epochs the search has run and against its wall time, one line per compared
     choice (and one for all trials)."""
     import matplotlib.pyplot as plt
 
     compare, palette, group = _groups(experiment, board)
+    score = experiment.score
     epochs = experiment.history.dropna(subset=["timestamp"]).sort_values(
         ["timestamp", "trial_id", "epoch"], kind="stable").reset_index(drop=True)
     epochs["spent"] = range(1, len(epochs) + 1)
@@ -186,17 +203,18 @@ def anytime(experiment: Experiment, board: pd.DataFrame, path: Path) -> Path:
     lines = [("all trials", epochs, "0.2")] if compare else []
     lines += [(g, epochs[epochs["group"] == g], palette[g]) for g in palette]
     for label, rows, colour in lines:
-        best = 100 * rows["val_accuracy"].cummax()
+        values = score.scale(rows[score.column])
+        best = values.cummax() if score.higher_is_better else values.cummin()
         for ax, x in zip(axes, ("spent", "minutes")):
             ax.step(rows[x], best, where="post", color=colour, linewidth=2 if label == "all trials"
                     else 1.5, label=f"{compare}={label}" if compare and label != "all trials"
                     else label)
-    axes[0].set(xlabel="epochs run by the search", ylabel="best validation accuracy so far (%)")
+    axes[0].set(xlabel="epochs run by the search", ylabel=score.axis("best") + " so far")
     axes[1].set(xlabel="wall time (minutes)")
     for ax in axes:
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=8, loc="lower right")
-    fig.suptitle("Best found so far")
+    axes[1].legend(fontsize=8, loc="lower right" if score.higher_is_better else "upper right")
+    fig.suptitle(f"Best found so far ({score.better})")
     _save(fig, path)
     plt.close(fig)
     return path
@@ -204,7 +222,7 @@ def anytime(experiment: Experiment, board: pd.DataFrame, path: Path) -> Path:
 
 def first_rung_study(study: Any, run: dict[str, Any]) -> tuple[Any, int | None]:
     """A copy of the study in which every trial that reached ASHA's first rung is COMPLETE with
-    its validation accuracy there, a score every trial has at the same fidelity (the study itself
+    its value of the metric there, a score every trial has at the same fidelity (the study itself
     holds only the trials ASHA let finish as COMPLETE, which would leave out every stopped one)."""
     import optuna
     from optuna.trial import TrialState, create_trial
@@ -240,8 +258,8 @@ def _importance_note(study: Any) -> str:
     return ""
 
 
-def study_figures(study: Any, directory: Path,
-                  rung: int | None = None) -> tuple[dict[str, Path], list[str]]:
+def study_figures(study: Any, directory: Path, rung: int | None = None,
+                  score: Score = Score()) -> tuple[dict[str, Path], list[str]]:
     """Optuna's own matplotlib plots of the study (of scores at epoch `rung`, said in their
     titles, where given); a note for each one that cannot be drawn."""
     import matplotlib
@@ -266,8 +284,8 @@ def study_figures(study: Any, directory: Path,
                     ax = plot(study)
                     ax.figure.set_size_inches(9, 4.5)
                     if rung is not None:
-                        ax.set_title(f"{ax.get_title()}\nscore: validation accuracy at epoch "
-                                     f"{rung}, ASHA's first rung", fontsize=11)
+                        ax.set_title(f"{ax.get_title()}\nscore: {score.label} at epoch "
+                                     f"{rung}, ASHA's first rung ({score.better})", fontsize=11)
                     written[name] = _save(ax.figure, directory / f"{name}.png")
             except Exception as err:  # optuna refuses some studies; the rest of the report stands
                 why = str(err).strip() or type(err).__name__
@@ -293,19 +311,20 @@ def write_figures(experiment: Experiment, board: pd.DataFrame,
         written["anytime"] = anytime(experiment, board, directory / "anytime.png")
     lr = pd.to_numeric(board.get("lr"), errors="coerce") if "lr" in board else None
     if lr is not None and (lr > 0).any() and all(math.isfinite(v) for v in lr.dropna()):
-        written["accuracy_vs_lr"] = accuracy_vs_lr(experiment, board,
-                                                   directory / "accuracy_vs_lr.png")
+        written["metric_vs_lr"] = metric_vs_lr(experiment, board, directory / "metric_vs_lr.png")
     else:
-        notes.append("accuracy against learning rate skipped: the trials have no positive lr")
+        notes.append(f"{experiment.score.words} against learning rate skipped: the trials have no "
+                     "positive lr")
     study, why = experiment.study, experiment.study_note
     if study is None:
         notes.append(f"{why}: the optimisation history, importance and parallel coordinates "
                      "are skipped")
     else:
         fidelity, rung = first_rung_study(study, experiment.run)
-        drawn, more = study_figures(fidelity, directory, rung)
+        drawn, more = study_figures(fidelity, directory, rung, experiment.score)
         written.update(drawn)
         notes += more
-    for stem in FIGURES.keys() - written.keys():  # a figure of an earlier report must not linger
+    # a figure of an earlier report must not linger (accuracy_vs_lr: its name before metric_vs_lr)
+    for stem in [*(FIGURES.keys() - written.keys()), "accuracy_vs_lr"]:
         (directory / f"{stem}.png").unlink(missing_ok=True)
     return {stem: written[stem] for stem in FIGURES if stem in written}, notes

@@ -25,7 +25,7 @@ from results.rundir import (BEST_CONFIG_FILE, CONFIRMATION_FILE, FIGURES_DIR, HI
                             LEADERBOARD_FILE, REPORT_FILE, RUN_FILE, SUMMARY_FILE, write_atomic,
                             write_json, write_text)
 from results.summary import report_html, summary_markdown
-from trainables.config import BOOKKEEPING_KEYS, ConfigError, parse_config
+from trainables.config import KEYS, ConfigError, bookkeeping, parse_config
 
 PROG = "python -m results.report"
 MAX_ERROR_NOTES = 5
@@ -37,12 +37,17 @@ def _write_csv(path: Path, frame: pd.DataFrame) -> Path:
     return write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
-def _write_best_config(run_dir: Path, config: dict | None) -> tuple[dict[str, Path], str]:
-    """best_config.json when there is a config that trains; else ({}, a note saying why not)."""
+def _write_best_config(run_dir: Path, config: dict | None, label: str
+                       ) -> tuple[dict[str, Path], str]:
+    """best_config.json when there is a config that trains; else ({}, a note saying why not).
+    The training core's settings are checked; the task's own hyperparameters are the task's to
+    check (tuning.train does, with the task at hand)."""
     if config is None:
-        return {}, f"{BEST_CONFIG_FILE} not written: no trial reached a finite validation accuracy"
+        return {}, f"{BEST_CONFIG_FILE} not written: no trial reached a finite {label}"
+    ignore = bookkeeping(config)
     try:
-        parse_config(config, ignore=BOOKKEEPING_KEYS)
+        parse_config(config, ignore=ignore,
+                     hyperparameters={k: None for k in config if k not in KEYS + ignore})
     except ConfigError as err:
         return {}, (f"{BEST_CONFIG_FILE} not written: trial {config['trial_id']}'s params "
                     f"do not make a training config: {err}")
@@ -69,8 +74,8 @@ def build_reports(run_dir: Path) -> tuple[dict[str, Path], pd.DataFrame, list[st
     confirmed = confirmation_table(experiment, board)
     if len(confirmed):
         paths["confirmation"] = _write_csv(run_dir / CONFIRMATION_FILE, confirmed)
-    config = best_config(experiment, board, stats(confirmed, experiment.compare))
-    written, note = _write_best_config(run_dir, config)
+    config = best_config(experiment, board, stats(confirmed, experiment.compare, experiment.score))
+    written, note = _write_best_config(run_dir, config, experiment.score.label)
     paths.update(written)
     notes += [note] if note else []
     figures, figure_notes = write_figures(experiment, board, run_dir / FIGURES_DIR)
@@ -90,7 +95,7 @@ def build_reports(run_dir: Path) -> tuple[dict[str, Path], pd.DataFrame, list[st
 
 def write_reports(run_dir: Path) -> dict[str, Path]:
     """Write every report into run_dir and return {name: path}: leaderboard, history, best_config
-    (absent when no trial has a finite accuracy), one per figure, summary and report.
+    (absent when no trial has a finite score), one per figure, summary and report.
 
     Raises ReportError (one line) when run_dir is not an experiment or no epoch has finished.
     """

@@ -5,6 +5,8 @@ results/ because tuning imports results and never the other way round.
 
     RUN_DIR/
         run.json             RUN_FILE: the run's settings and status (tuning.run)
+        sources/             SOURCES_DIR: copies of the task's (task.py) and the space's (space.py)
+                             files as the run started, which a resume compares the files with
         optuna.journal       STUDY_FILE: the Optuna study (tuning.search)
         trial_<id>/          TRIAL_DIR_PREFIX and Ray's trial id: params.json, result.json, ...
         confirm/             CONFIRM_DIR: the confirmation runs, Ray trials of their own
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 RUN_FILE = "run.json"
+SOURCES_DIR = "sources"
 STUDY_FILE = "optuna.journal"
 CONFIRM_DIR = "confirm"
 LEADERBOARD_FILE = "leaderboard.csv"

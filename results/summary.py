@@ -14,8 +14,9 @@ import pandas as pd
 
 from results.confirmation import candidates, stats, welch_p
 from results.experiment import STATUSES, Experiment
-from results.figures import FIGURES
+from results.figures import FIGURES, captions
 from results.leaderboard import display_table, hyperparameter_columns, varying
+from results.metric import Score
 from results.rundir import BEST_CONFIG_FILE, FINAL_DIR, FINAL_METRICS_FILE
 
 TOP = 10  # rows of the leaderboard shown in the summary and the report
@@ -28,10 +29,6 @@ def _name(column: str, value: Any) -> str:
 
 def _trials(n: int) -> str:
     return f"{n} trial" if n == 1 else f"{n} trials"
-
-
-def _pct(fraction: float) -> str:
-    return f"{100 * fraction:.1f}%"
 
 
 def _config(board: pd.DataFrame, trial_id: str, compare: str | None) -> str:
@@ -50,70 +47,86 @@ def _label(board: pd.DataFrame, trial_id: str, compare: str | None) -> str:
 def _confirmed(experiment: Experiment, board: pd.DataFrame, table: pd.DataFrame,
                found: pd.DataFrame) -> str:
     """The answer from confirmation: mean ± sd per config and whether the gap beats the noise."""
-    compare = experiment.compare
+    compare, score = experiment.compare, experiment.score
 
     def said(row: pd.Series) -> str:
-        spread = f" ± {100 * row['sd']:.1f}" if pd.notna(row["sd"]) else ""
-        return (f"{100 * row['mean']:.1f}{spread}% over {row['seeds']} seeds for "
+        return (f"{score.spread(row['mean'], row['sd'])} over {row['seeds']} seeds for "
                 f"{_label(board, row['trial_id'], compare)} "
                 f"({_config(board, row['trial_id'], compare)})")
 
     first = found.iloc[0]
     name = _label(board, first["trial_id"], compare)
+    metric = f"final {score.label} ({score.better})"
     if len(found) == 1:
-        return f"Only {name} was confirmed: final validation accuracy {said(first)}."
+        return f"Only {name} was confirmed: {metric} {said(first)}."
     second = found.iloc[1]
     other = _label(board, second["trial_id"], compare)
-    gap = 100 * (first["mean"] - second["mean"])
-    p = welch_p(table, first["trial_id"], second["trial_id"])
+    gap = score.gap(first["mean"], second["mean"])
+    p = welch_p(table, first["trial_id"], second["trial_id"], score)
     test = f"Welch's t-test p = {p:.2g}" if math.isfinite(p) else "too few seeds for Welch's t-test"
-    numbers = f"final validation accuracy {said(first)}, against {said(second)}"
+    numbers = f"{metric} {said(first)}, against {said(second)}"
     if math.isfinite(p) and p < 0.05:
-        text = (f"{name} won: {numbers}; the {gap:.1f}-point gap exceeds the seed noise "
-                f"({test}).")
+        text = f"{name} won: {numbers}; {gap} exceeds the seed noise ({test})."
     else:
-        text = (f"{name} and {other} are even within seed noise: {numbers}; the {gap:.1f}-point "
-                f"gap is within the noise ({test}).")
-    rest = [f"{_label(board, r['trial_id'], compare)} {100 * r['mean']:.1f}"
-            + (f" ± {100 * r['sd']:.1f}" if pd.notna(r["sd"]) else "") + "%"
+        text = (f"{name} and {other} are even within seed noise: {numbers}; {gap} is within "
+                f"the noise ({test}).")
+    rest = [f"{_label(board, r['trial_id'], compare)} {score.spread(r['mean'], r['sd'])}"
             for _, r in found.iloc[2:].iterrows()]
     return text + (f" Then {', '.join(rest)}." if rest else "")
 
 
 def _unconfirmed(experiment: Experiment, board: pd.DataFrame) -> str:
     """The answer without confirmation: each choice's top trial, one seed each."""
-    compare = experiment.compare
+    compare, score = experiment.compare, experiment.score
     picks = candidates(board, compare)
-    said = [f"{_label(board, r['trial_id'], compare)} {_pct(r['val_accuracy'])} after "
+    said = [f"{_label(board, r['trial_id'], compare)} {score.format(r[score.column])} after "
             f"{r['epochs_run']} epochs ({_config(board, r['trial_id'], compare)})"
-            for _, r in picks.sort_values("val_accuracy", ascending=False).iterrows()]
-    return ("Not confirmed over seeds (one run each; --confirm-seeds runs more): "
-            + "; ".join(said) + ".")
+            for _, r in picks.sort_values(score.column, ascending=not score.higher_is_better
+                                          ).iterrows()]
+    return (f"Not confirmed over seeds (one run each; --confirm-seeds runs more): {score.label} "
+            f"({score.better}) " + "; ".join(said) + ".")
 
 
-def _over_baseline(board: pd.DataFrame, winner: float, subject: str) -> str:
-    base = board[board["baseline"].fillna(False).astype(bool) & board["val_accuracy"].notna()]
+def _over_baseline(board: pd.DataFrame, score: Score, winner: pd.Series, subject: str,
+                   found: pd.DataFrame | None = None) -> str:
+    """The winner (a row of `found`, the confirmed configs, or of the board) against trial 0, the
+    task's baseline settings: against the baseline's confirmed mean where it was confirmed too,
+    else its one run."""
+    base = board[board["baseline"].fillna(False).astype(bool) & board[score.column].notna()]
     if not len(base):
         return ""
     row = base.iloc[0]
-    return (f" {subject} is {100 * (winner - row['val_accuracy']):+.1f} points over the tutorial's "
-            f"settings ({_config(board, row['trial_id'], None)}: {_pct(row['val_accuracy'])} "
-            f"after {row['epochs_run']} epochs, trial {row['trial_id']}).")
+    settings = _config(board, row["trial_id"], None)
+    if winner["trial_id"] == row["trial_id"]:
+        return (f" The best config is the baseline settings themselves ({settings}, trial "
+                f"{row['trial_id']}): the search found nothing better.")
+    mine = found[found["trial_id"] == row["trial_id"]] if found is not None else []
+    if len(mine):
+        mean, sd, seeds = mine.iloc[0][["mean", "sd", "seeds"]]
+        value, said = mean, f"{score.spread(mean, sd)} over {seeds} seeds"
+    else:
+        value = row[score.column]
+        said = f"{score.format(value)} after {row['epochs_run']} epochs"
+    mean = winner["mean"] if "mean" in winner else winner[score.column]
+    return (f" {subject} is {score.margin(mean, value)} the baseline settings ({settings}: "
+            f"{said}, trial {row['trial_id']}).")
 
 
 def answer(experiment: Experiment, board: pd.DataFrame, table: pd.DataFrame | None = None) -> str:
-    """The run's question answered with numbers: confirmed means ± sd where confirmation ran,
-    the margin over the tutorial's settings where the search had them as its baseline."""
-    if not board["val_accuracy"].notna().any():
-        return (f"No trial reached a finite validation accuracy: {counts(board)}; "
+    """The run's question answered with numbers in the run's metric: confirmed means ± sd where
+    confirmation ran, the margin over the task's baseline where the search had it as trial 0."""
+    score = experiment.score
+    if not board[score.column].notna().any():
+        return (f"No trial reached a finite {score.label}: {counts(board)}; "
                 "lower the learning rates or read the trials' error.txt.")
     table = table if table is not None else pd.DataFrame(columns=["status"])
-    found = stats(table, experiment.compare)
+    found = stats(table, experiment.compare, score)
     if len(found) and found["seeds"].min() >= 2:
         return (_confirmed(experiment, board, table, found)
-                + _over_baseline(board, found["mean"].iloc[0], "The best confirmed mean"))
-    top = candidates(board, experiment.compare)["val_accuracy"].max()
-    return _unconfirmed(experiment, board) + _over_baseline(board, top, "The best")
+                + _over_baseline(board, score, found.iloc[0], "The best confirmed mean", found))
+    picks = candidates(board, experiment.compare).dropna(subset=[score.column])
+    top = picks.sort_values(score.column, ascending=not score.higher_is_better).iloc[0]
+    return _unconfirmed(experiment, board) + _over_baseline(board, score, top, "The best")
 
 
 def cost(experiment: Experiment, board: pd.DataFrame, table: pd.DataFrame | None) -> str:
@@ -146,25 +159,31 @@ def counts(board: pd.DataFrame) -> str:
     return f"{_trials(len(board))}: {', '.join(parts)}" if parts else _trials(0)
 
 
-def final_line(run_dir: Path) -> str:
-    """The final training's test accuracy, when final/final_metrics.json exists and reads, beside
-    the validation score best_config.json promised for it."""
+def final_line(run_dir: Path, score: Score) -> str:
+    """The final training's test score, when final/final_metrics.json exists and reads, beside
+    the validation score best_config.json promised for it; where the task has no test split,
+    that it was not tested."""
     try:
         final = json.loads((run_dir / FINAL_DIR / FINAL_METRICS_FILE).read_text())
-        accuracy, epochs = float(final["test_accuracy"]), len(final["epochs"])
+        epochs = len(final["epochs"])
+        tested = final.get(f"test_{score.name}")
     except (OSError, ValueError, KeyError, TypeError):
         return ""
-    if not math.isfinite(accuracy):
+    head = "Final training of the best configuration on the whole training set (final/): "
+    if tested is None:
+        return (head + f"{epochs} epochs, not tested: the task has no test split (its "
+                "load_data returns none).")
+    if not math.isfinite(tested):
         return ""
     try:
         best = json.loads((run_dir / BEST_CONFIG_FILE).read_text())
-        spread = f" ± {100 * best['val_accuracy_sd']:.1f}" if best.get("val_accuracy_sd") else ""
+        column = best.get("metric", "val_accuracy")
         seeds = f" over {best['seeds']} seeds" if best.get("seeds", 1) > 1 else ""
-        promised = f" (validation accuracy {100 * best['val_accuracy']:.1f}{spread}%{seeds})"
+        promised = (f" ({score.label} {score.spread(best[column], best.get(f'{column}_sd'))}"
+                    f"{seeds})")
     except (OSError, ValueError, KeyError, TypeError):
         promised = ""
-    return (f"Final training of the best configuration on the whole training set (final/): "
-            f"{100 * accuracy:.1f}% test accuracy after {epochs} epochs{promised}.")
+    return f"{head}{score.format(tested)} test {score.words} after {epochs} epochs{promised}."
 
 
 def _context(experiment: Experiment, board: pd.DataFrame) -> list[str]:
@@ -172,9 +191,11 @@ def _context(experiment: Experiment, board: pd.DataFrame) -> list[str]:
     lines = []
     if run.get("question"):
         lines.append(f"Question: {run['question']}")
+    task = (run.get("task") or {}).get("name")
     about = [f"space {run['space']}" if run.get("space") else "",
+             f"task {task}" if task else "",
              f"status {run['status']}" if run.get("status") else "",
-             f"metric {run.get('metric', 'val_accuracy')} ({run.get('mode', 'max')})"]
+             f"metric {experiment.score.column} ({experiment.score.better})"]
     lines.append(f"Run {run.get('name') or experiment.run_dir.name}: "
                  + ", ".join(a for a in about if a) + f"; {counts(board)}.")
     fixed = [c for c in hyperparameter_columns(board) if c not in varying(board)
@@ -198,19 +219,19 @@ def _retrain(written: dict[str, Path]) -> str:
 
 
 def confirmation_display(experiment: Experiment, confirmed: pd.DataFrame) -> pd.DataFrame:
-    """Each confirmed config: its mean ± sd and every seed's final validation accuracy, as text."""
-    found = stats(confirmed, experiment.compare)
+    """Each confirmed config: its mean ± sd and every seed's final value of the metric, as text."""
+    score = experiment.score
+    found = stats(confirmed, experiment.compare, score)
     rows = []
     for _, row in found.iterrows():
         runs = confirmed[confirmed["trial_id"] == row["trial_id"]]
         rows.append({**({experiment.compare: str(row[experiment.compare])}
                         if experiment.compare else {}),
                      "trial_id": row["trial_id"],
-                     "mean ± sd": f"{100 * row['mean']:.2f}"
-                                  + (f" ± {100 * row['sd']:.2f}" if pd.notna(row["sd"]) else "")
-                                  + "%",
-                     "seeds": ", ".join(f"{s}: {_pct(a) if pd.notna(a) else st}" for s, a, st in
-                                        zip(runs["seed"], runs["val_accuracy"], runs["status"]))})
+                     "mean ± sd": score.spread(row["mean"], row["sd"], digits=2),
+                     "seeds": ", ".join(f"{s}: {score.format(a) if pd.notna(a) else st}"
+                                        for s, a, st in zip(runs["seed"], runs[score.column],
+                                                            runs["status"]))})
     return pd.DataFrame(rows)
 
 
@@ -220,8 +241,9 @@ def _markdown_table(table: pd.DataFrame) -> str:
                              for r in table.itertuples(index=False)])
 
 
-CONFIRMATION = ("## Confirmation over seeds\n\nFinal validation accuracy of each confirmed config "
-                "trained for its planned epochs with each seed (confirmation.csv).")
+def confirmation_heading(score: Score) -> tuple[str, str]:
+    return ("Confirmation over seeds", f"Final {score.label} of each confirmed config trained for "
+                                       "its planned epochs with each seed (confirmation.csv).")
 
 
 def summary_markdown(experiment: Experiment, board: pd.DataFrame, written: dict[str, Path],
@@ -231,13 +253,15 @@ def summary_markdown(experiment: Experiment, board: pd.DataFrame, written: dict[
     table = display_table(board, TOP)
     retrain = _retrain(written)
     seeds = confirmation_display(experiment, confirmed) if confirmed is not None else []
-    parts = [answer(experiment, board, confirmed), final_line(experiment.run_dir),
+    score = experiment.score
+    heading, text = confirmation_heading(score)
+    parts = [answer(experiment, board, confirmed), final_line(experiment.run_dir, score),
              cost(experiment, board, confirmed), "\n\n".join(_context(experiment, board)),
-             CONFIRMATION + "\n\n" + _markdown_table(seeds) if len(seeds) else "",
+             f"## {heading}\n\n{text}\n\n{_markdown_table(seeds)}" if len(seeds) else "",
              "## Top trials\n\n" + _markdown_table(table)
              + f"\n\nTop {len(table)} of {len(board)}; every trial in leaderboard.csv, "
              "every epoch in history.csv." + (f" {RETRAIN}: `{retrain}`" if retrain else ""),
-             "## Figures\n\n" + "\n\n".join(f"![{FIGURES[s]}](figures/{p.name})"
+             "## Figures\n\n" + "\n\n".join(f"![{captions(score)[s]}](figures/{p.name})"
                                             for s, p in _figures(written).items())]
     if notes:
         parts.append("## Notes\n\n" + "\n".join(f"- {n}" for n in notes))
@@ -257,14 +281,15 @@ def report_html(experiment: Experiment, board: pd.DataFrame, written: dict[str, 
     esc = html.escape
     title = experiment.run.get("name") or experiment.run_dir.name
     body = [f'<p class="answer">{esc(answer(experiment, board, confirmed))}</p>']
-    final = final_line(experiment.run_dir)
+    score = experiment.score
+    final = final_line(experiment.run_dir, score)
     if final:
         body.append(f'<p class="answer">{esc(final)}</p>')
     body.append(f"<p>{esc(cost(experiment, board, confirmed))}</p>")
     body += [f"<p>{esc(line)}</p>" for line in _context(experiment, board)]
     seeds = confirmation_display(experiment, confirmed) if confirmed is not None else []
     if len(seeds):
-        heading, text = CONFIRMATION.removeprefix("## ").split("\n\n")
+        heading, text = confirmation_heading(score)
         body.append(f"<h2>{esc(heading)}</h2><p>{esc(text)}</p>"
                     + seeds.to_html(index=False, border=0))
     top = display_table(board, TOP).to_html(index=False, border=0)
@@ -277,8 +302,9 @@ def report_html(experiment: Experiment, board: pd.DataFrame, written: dict[str, 
     body.append("<h2>Figures</h2>")
     for stem, path in _figures(written).items():
         data = base64.b64encode(path.read_bytes()).decode("ascii")
-        body.append(f'<figure><img src="data:image/png;base64,{data}" alt="{esc(FIGURES[stem])}">'
-                    f"<figcaption>{esc(FIGURES[stem])} (figures/{esc(path.name)})</figcaption>"
+        caption = esc(captions(score)[stem])
+        body.append(f'<figure><img src="data:image/png;base64,{data}" alt="{caption}">'
+                    f"<figcaption>{caption} (figures/{esc(path.name)})</figcaption>"
                     "</figure>")
     if notes:
         body.append("<h2>Notes</h2><ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")

@@ -15,7 +15,7 @@ import torch
 # Ray servers the tests start listen on 127.0.0.1 only; read when ray is first imported
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
-from trainables.data import FILES, Split
+from trainables.idx import FILES, Split
 
 
 def make_split(n, seed=0):
@@ -55,6 +55,27 @@ def write_idx_files(directory, train, test, gz=False):
         path.write_bytes(gzip.compress(data, mtime=0) if gz else data)
         paths.append(path)
     return paths
+
+
+def write_image_folder(root, counts=None, classes=3, size=32, seed=0):
+    """PNG images under root/<split>/<class>/ for torchvision's ImageFolder: class k is a bright
+    square in corner k of a noisy image, so that a small CNN learns it (and a flip can move it to
+    another class's corner only for the bottom ones, which augmentation must cope with)."""
+    from PIL import Image
+
+    counts = counts or {"train": 30, "val": 10, "test": 10}
+    g = torch.Generator().manual_seed(seed)
+    corners = [(0, 0), (0, size // 2), (size // 2, 0), (size // 2, size // 2)]
+    for split, n in counts.items():
+        for k in range(classes):
+            folder = Path(root) / split / f"class_{k}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                image = torch.randint(0, 80, (size, size, 3), generator=g, dtype=torch.uint8)
+                row, col = corners[k]
+                image[row:row + size // 2, col:col + size // 2] += 150
+                Image.fromarray(image.numpy()).save(folder / f"{i}.png")
+    return Path(root)
 
 
 @pytest.fixture

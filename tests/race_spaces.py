@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from search_spaces import Budget, Space
-from trainables.data import Split
+from trainables.idx import Split
 
 
 def faint_split(n: int, seed: int = 0, lift: int = 40) -> Split:

@@ -122,3 +122,27 @@ def assert_finished_once(run_dir, num_samples):
         assert epochs == sorted(trial.intermediate_values), (rid, epochs, trial.intermediate_values)
         assert epochs == list(range(1, len(epochs) + 1)), f"trial {rid} skipped epochs: {epochs}"
     return study, board
+
+
+def assert_raced_confirmed_and_reported(run_dir, baseline, column, budget):
+    """A finished run scored by `column`: trial 0 is the task's baseline, marked in study and
+    leaderboard; both optimizers raced; confirmation ran seeds 0 and 1 of each optimizer's best
+    for the full budget; the report was written. Returns the leaderboard and summary.md."""
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["status"] == "finished" and run["metric"] == column
+    study = optuna.load_study(study_name=run["study_name"],
+                              storage=study_storage(run_dir))
+    first = study.trials[0]
+    assert first.user_attrs["baseline"] is True
+    assert {k: first.params[k] for k in first.params} == {
+        k: v for k, v in baseline.items() if k in first.params}
+    board = pd.read_csv(run_dir / "leaderboard.csv")
+    assert len(board) == budget["num_samples"] and set(board["optimizer"]) == {"sgd", "adam"}
+    assert board.loc[board["baseline"], "trial_id"].tolist() == [first.user_attrs["ray_trial_id"]]
+    confirmed = pd.read_csv(run_dir / "confirmation.csv")
+    assert set(confirmed["optimizer"]) == {"sgd", "adam"} and column in confirmed.columns
+    for _, seeds in confirmed.groupby("trial_id"):
+        assert sorted(seeds["seed"]) == [0, 1] and set(seeds["epochs"]) == {budget["max_epochs"]}
+    summary = (run_dir / "summary.md").read_text()
+    assert (run_dir / "report.html").stat().st_size > 10_000
+    return board, summary

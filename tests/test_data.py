@@ -1,274 +1,110 @@
-"""Finding, reading and splitting the datasets, on generated IDX files in temp dirs."""
-
-import gzip
-import hashlib
-import io
-import re
-import urllib.error
-import urllib.request
+"""A task's splits made ready to tune on (trainables.data): checked, the validation split carved
+out, the smoke test's share, final training's whole set, the fingerprint."""
 
 import pytest
 import torch
-from torchvision import datasets
+from torch.utils.data import Dataset, Subset, TensorDataset
 
-from trainables.data import DataError, load_dataset, read_idx, split_validation
-
-
-def assert_same_split(loaded, expected):
-    assert loaded.images.dtype == torch.uint8
-    assert loaded.labels.dtype == torch.int64
-    assert torch.equal(loaded.images, expected.images)
-    assert torch.equal(loaded.labels, expected.labels)
+from trainables.data import (DataError, as_part, carve_validation, concat, fingerprint, for_tuning,
+                             size)
 
 
-@pytest.mark.parametrize("gz", [False, True])
-def test_read_idx_round_trip(tmp_path, splits, encode_idx, gz):
-    """read_idx returns exactly the tensor that was written, plain or gzipped."""
-    images = splits[0].images
-    data = encode_idx(images)
-    path = tmp_path / "images"
-    path.write_bytes(gzip.compress(data) if gz else data)
-    assert torch.equal(read_idx(path), images)
+class Numbers(Dataset):
+    """A map-style dataset of n (input, target) items: the input is the item's index."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        return torch.tensor([float(i)]), i % 3
 
 
-def test_read_idx_of_no_items(tmp_path, encode_idx):
-    """A well-formed IDX file of 0 items reads as an empty tensor of its shape, not an error."""
-    path = tmp_path / "empty"
-    path.write_bytes(encode_idx(torch.zeros(0, 28, 28, dtype=torch.uint8)))
-    assert read_idx(path).shape == (0, 28, 28)
+def ids(part):
+    """Each sample's index in the set it was carved from, for tensors and datasets alike."""
+    if isinstance(part, tuple):
+        return part[0][:, 0].long().tolist()
+    return [int(part[i][0].item()) for i in range(len(part))]
 
 
-@pytest.mark.parametrize("layout", ["torchvision", "flat"])
-@pytest.mark.parametrize("gz", [False, True])
-def test_found_in_data_dir(tmp_path, splits, write_dataset, layout, gz):
-    """Files in DIR/FashionMNIST/raw/ or straight in DIR are loaded before the system copy."""
-    data_dir = tmp_path / "data"
-    folder = data_dir / "FashionMNIST" / "raw" if layout == "torchvision" else data_dir
-    write_dataset(folder, *splits, gz=gz)
-    # a system copy of other images that must not be the one read
-    other = (splits[1], splits[0])
-    write_dataset(tmp_path / "system", *other)
-    train, test = load_dataset("fashion_mnist", data_dir, download=False,
-                               system_dirs=(tmp_path / "system",))
-    assert_same_split(train, splits[0])
-    assert_same_split(test, splits[1])
+@pytest.mark.parametrize("kind", ["tensors", "dataset"])
+def test_carved_validation_is_disjoint_complete_and_seeded(kind):
+    """The validation split has val_size samples, the rest train in their stored order, nothing
+    lost or shared; the same seed carves the same split, another seed another."""
+    full = (torch.arange(100.0).unsqueeze(1), torch.arange(100) % 3) if kind == "tensors" \
+        else Numbers(100)
+    train, val = carve_validation(full, 30, seed=5)
+    assert (size(train), size(val)) == (70, 30)
+    assert sorted(ids(train) + ids(val)) == list(range(100))
+    assert ids(train) == sorted(ids(train))
+    assert ids(carve_validation(full, 30, seed=5)[1]) == ids(val)
+    assert ids(carve_validation(full, 30, seed=6)[1]) != ids(val)
+    if kind == "dataset":
+        assert isinstance(val, Subset)
+    else:
+        assert torch.equal(val[1], val[0][:, 0].long() % 3)  # targets travel with their inputs
 
 
-def test_found_in_system_copy(tmp_path, splits, write_dataset):
-    """With an empty data dir, the files of the system copy are loaded and nothing is written."""
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    write_dataset(tmp_path / "system", *splits, gz=True)
-    train, test = load_dataset("fashion_mnist", data_dir, system_dirs=(tmp_path / "missing",
-                                                                      tmp_path / "system"))
-    assert_same_split(train, splits[0])
-    assert_same_split(test, splits[1])
-    assert list(data_dir.iterdir()) == []
-
-
-def test_incomplete_data_dir_falls_through(tmp_path, splits, write_dataset):
-    """A data dir holding only some of the four files is skipped for the next candidate."""
-    data_dir = tmp_path / "data"
-    paths = write_dataset(data_dir, *splits)
-    paths[-1].unlink()  # no test labels
-    write_dataset(tmp_path / "system", *splits)
-    train, _ = load_dataset("fashion_mnist", data_dir, download=False,
-                            system_dirs=(tmp_path / "system",))
-    assert_same_split(train, splits[0])
-
-
-class FakeResponse(io.BytesIO):
-    """What torchvision reads from urlopen: read(n), .length, .url (no redirect), `with`."""
-
-    def __init__(self, data, url):
-        super().__init__(data)
-        self.length = len(data)
-        self.url = url
-
-
-def serve(monkeypatch, files):
-    """Replace the network call with one serving `files` ({name: bytes}); return the URLs asked."""
-    asked = []
-
-    def urlopen(request, *args, **kwargs):
-        url = request.full_url if isinstance(request, urllib.request.Request) else request
-        asked.append(url)
-        name = url.rsplit("/", 1)[-1]
-        if name not in files:
-            raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
-        return FakeResponse(files[name], url)
-
-    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
-    return asked
-
-
-def gz_files(tmp_path, splits, write_dataset):
-    paths = write_dataset(tmp_path / "served", *splits, gz=True)
-    return {p.name: p.read_bytes() for p in paths}
-
-
-def test_downloaded_by_torchvision(tmp_path, monkeypatch, splits, write_dataset):
-    """With nothing on disk, torchvision downloads the four files into DIR/FashionMNIST/raw/."""
-    served = gz_files(tmp_path, splits, write_dataset)
-    # torchvision checks each download's md5: make it expect the generated files
-    resources = [(name, hashlib.md5(served[name]).hexdigest()) for name, _ in
-                 datasets.FashionMNIST.resources]
-    monkeypatch.setattr(datasets.FashionMNIST, "resources", resources)
-    asked = serve(monkeypatch, served)
-    data_dir = tmp_path / "data"
-    train, test = load_dataset("fashion_mnist", data_dir, system_dirs=(tmp_path / "missing",))
-    assert_same_split(train, splits[0])
-    assert_same_split(test, splits[1])
-    assert {url.rsplit("/", 1)[-1] for url in asked} == set(served)
-    # the files were moved in whole; the temporary download dir is gone
-    assert sorted(p.name for p in data_dir.iterdir()) == ["FashionMNIST"]
-    raw = data_dir / "FashionMNIST" / "raw"
-    assert sorted(p.name for p in raw.iterdir()) == sorted(name[:-3] for name in served)
-    # a second load finds them on disk and asks the network nothing
-    asked.clear()
-    train, _ = load_dataset("fashion_mnist", data_dir, system_dirs=())
-    assert asked == []
-    assert_same_split(train, splits[0])
-
-
-@pytest.mark.parametrize("partial", [False, True])
-def test_not_found_and_download_fails(tmp_path, monkeypatch, splits, write_dataset, partial):
-    """Nothing found, download failed: one-line DataError naming dirs and fixes; no leftovers."""
-    served = gz_files(tmp_path, splits, write_dataset) if partial else {}
-    if partial:  # the first file arrives, the second fails
-        first = datasets.FashionMNIST.resources[0][0]
-        monkeypatch.setattr(datasets.FashionMNIST, "resources",
-                            [(first, hashlib.md5(served[first]).hexdigest()),
-                             *datasets.FashionMNIST.resources[1:]])
-        served = {first: served[first]}
-    asked = serve(monkeypatch, served)
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    system = tmp_path / "system"
-    with pytest.raises(DataError) as caught:
-        load_dataset("fashion_mnist", data_dir, system_dirs=(system,))
-    message = str(caught.value)
-    names = [url.rsplit("/", 1)[-1] for url in asked]
-    assert names[0] == "train-images-idx3-ubyte.gz"  # the download was attempted
-    if partial:
-        assert "train-labels-idx1-ubyte.gz" in names  # and failed after one file had arrived
-    assert "\n" not in message
-    for searched in (data_dir / "FashionMNIST" / "raw", data_dir, system):
-        assert str(searched) in message
-    assert "apt-get install dataset-fashion-mnist" in message
-    assert "--data-dir" in message
-    assert "download failed" in message and "name resolution" in message
-    assert list(data_dir.iterdir()) == []
-
-
-def test_no_download_when_disabled(tmp_path, monkeypatch):
-    """download=False never touches the network and says the download was not attempted."""
-    asked = serve(monkeypatch, {})
-    with pytest.raises(DataError, match="download not attempted"):
-        load_dataset("fashion_mnist", tmp_path, download=False, system_dirs=())
-    assert asked == []
-
-
-def test_unknown_dataset(tmp_path):
-    """An unknown dataset name is a DataError listing the known ones."""
-    with pytest.raises(DataError, match="unknown dataset 'cifar'; known: fashion_mnist, mnist"):
-        load_dataset("cifar", tmp_path)
-
-
-def corrupt_files(tmp_path, images, encode_idx):
-    """(description, path) of broken IDX files built from the same images."""
-    data = encode_idx(images)
-    packed = gzip.compress(data)
-    cases = {
-        "truncated.gz": packed[: len(packed) // 2],
-        "bad-magic": b"\x00\x00\x09\x03" + data[4:],
-        "not-idx.gz": gzip.compress(b"<html>not found</html>"),
-        "short-body": data[:-1],
-        "short-body.gz": gzip.compress(data[: len(data) // 3]),
-        "header-cut": data[:9],
-        "empty": b"",
-    }
-    for name, content in cases.items():
-        (tmp_path / name).write_bytes(content)
-    return cases
-
-
-@pytest.mark.parametrize("name", ["truncated.gz", "bad-magic", "not-idx.gz", "short-body",
-                                  "short-body.gz", "header-cut", "empty"])
-def test_corrupt_idx_is_data_error(tmp_path, splits, encode_idx, name):
-    """Truncated gzip, bad magic, a header promising absent bytes: a DataError naming the file."""
-    corrupt_files(tmp_path, splits[0].images, encode_idx)
-    path = tmp_path / name
-    with pytest.raises(DataError) as caught:
-        read_idx(path)
-    assert str(path) in str(caught.value)
-    assert "\n" not in str(caught.value)
-
-
-def test_header_size_mismatch_is_reported(tmp_path, encode_idx):
-    """A header claiming more images than stored: the error says the bytes held and needed."""
-    data = bytearray(encode_idx(torch.zeros(3, 28, 28, dtype=torch.uint8)))
-    data[4:8] = (4).to_bytes(4, "big")  # claims 4 images, holds 3
-    path = tmp_path / "train-images-idx3-ubyte"
-    path.write_bytes(bytes(data))
-    expected = "holds 2368 bytes but its header (4, 28, 28) needs 3152"
-    with pytest.raises(DataError, match=re.escape(expected)):
-        read_idx(path)
-
-
-def test_corrupt_file_in_data_dir_is_not_skipped(tmp_path, splits, write_dataset):
-    """A corrupt file where the data is found is a DataError naming it, not a fall-through."""
-    paths = write_dataset(tmp_path / "data", *splits, gz=True)
-    paths[0].write_bytes(paths[0].read_bytes()[:100])
-    write_dataset(tmp_path / "system", *splits)
-    with pytest.raises(DataError, match=re.escape(str(paths[0]))):
-        load_dataset("fashion_mnist", tmp_path / "data", system_dirs=(tmp_path / "system",))
-
-
-def test_images_and_labels_must_match(tmp_path, splits, write_dataset, encode_idx):
-    """Labels that disagree with their images (count, range) are DataErrors naming the file."""
-    paths = write_dataset(tmp_path, *splits)
-    labels = paths[1]
-    labels.write_bytes(encode_idx(splits[0].labels[:-1]))
-    with pytest.raises(DataError, match=re.escape(f"{labels} holds (199,) labels for 200 images")):
-        load_dataset("fashion_mnist", tmp_path, download=False, system_dirs=())
-    labels.write_bytes(encode_idx(torch.full((200,), 10)))
-    with pytest.raises(DataError, match=re.escape(f"{labels} holds a label above 9")):
-        load_dataset("fashion_mnist", tmp_path, download=False, system_dirs=())
-
-
-def test_split_validation_sizes_disjoint_deterministic(generate):
-    """split_validation: right sizes, disjoint, covering the set, fixed by the seed."""
-    full = generate(100)
-    full.images[:, 0, 0] = torch.arange(100, dtype=torch.uint8)  # each image's id, to trace it
-    train, val = split_validation(full, val_size=30, seed=5)
-    assert (len(train), len(val)) == (70, 30)
-    train_ids, val_ids = train.images[:, 0, 0].tolist(), val.images[:, 0, 0].tolist()
-    assert set(train_ids).isdisjoint(val_ids)
-    assert sorted(train_ids + val_ids) == list(range(100))
-    assert train_ids == sorted(train_ids)  # the training part keeps the stored order
-    assert torch.equal(train.labels, full.labels[train_ids])
-    assert torch.equal(val.labels, full.labels[val_ids])
-    again_train, again_val = split_validation(full, val_size=30, seed=5)
-    assert torch.equal(again_val.images, val.images)
-    assert torch.equal(again_train.images, train.images)
-    _, other_val = split_validation(full, val_size=30, seed=6)
-    assert other_val.images[:, 0, 0].tolist() != val_ids
+def test_tensors_and_datasets_carve_the_same_samples():
+    """A task that switches from tensors to a Dataset keeps its validation split."""
+    tensors = (torch.arange(50.0).unsqueeze(1), torch.arange(50) % 3)
+    assert ids(carve_validation(tensors, 10)[1]) == ids(carve_validation(Numbers(50), 10)[1])
 
 
 @pytest.mark.parametrize("val_size", [0, 100, 101])
-def test_split_validation_rejects_bad_sizes(generate, val_size):
-    """A validation size that leaves either part empty is a DataError."""
+def test_a_validation_size_that_leaves_a_part_empty_is_refused(val_size):
     with pytest.raises(DataError, match="validation size must be between 1 and 99"):
-        split_validation(generate(100), val_size=val_size)
+        carve_validation(Numbers(100), val_size)
 
 
-def test_label_file_with_an_image_magic_number_names_it(tmp_path, splits, write_dataset,
-                                                         encode_idx):
-    """A labels file holding images (magic 0x00000803) says so, not a size it cannot have."""
-    paths = write_dataset(tmp_path, *splits)
-    paths[1].write_bytes(encode_idx(splits[0].images))
-    with pytest.raises(DataError, match=re.escape(
-            f"{paths[1]} has the magic number 0x00000803 (an IDX file of 3 dimensions), expected "
-            "0x00000801 for labels: is it the right file?")):
-        load_dataset("fashion_mnist", tmp_path, download=False, system_dirs=())
+def test_for_tuning_carves_a_sixth_or_keeps_the_tasks_own_validation_split():
+    """Without a validation split, a sixth of the training split is carved out (10,000 of
+    60,000); the task's own is kept; the smoke test's limit cuts both."""
+    parts = for_tuning({"train": Numbers(600)}, None)
+    assert (size(parts["train"]), size(parts["val"])) == (500, 100)
+    assert size(for_tuning({"train": Numbers(600)}, 50)["val"]) == 50
+    own = for_tuning({"train": Numbers(600), "val": Numbers(70)}, None)
+    assert own["train"].n == 600 and own["val"].n == 70
+    smoke = for_tuning({"train": Numbers(6000), "val": Numbers(3000)}, None, limit=2000)
+    assert (size(smoke["train"]), size(smoke["val"])) == (2000, 2000)
+
+
+@pytest.mark.parametrize("value, message", [
+    ([torch.zeros(3)], "split 'train' is a list of (Tensor); expected (inputs, targets) tensors"),
+    ((torch.zeros(3, 2), torch.zeros(4)), "split 'train' has inputs of shape (3, 2) and targets "
+                                          "of shape (4,); they need one row per sample"),
+    ((torch.zeros(0, 2), torch.zeros(0)), "split 'train' is empty"),
+    ({"x": 1}, "split 'train' is a dict; expected (inputs, targets) tensors or a map-style"),
+    (Numbers(0), "split 'train' is empty"),
+])
+def test_a_split_of_the_wrong_kind_or_shape_says_what_is_wrong(value, message):
+    with pytest.raises(DataError) as err:
+        as_part("train", value)
+    assert str(err.value).startswith(message)
+
+
+def test_a_tensor_dataset_is_taken_as_its_tensors():
+    x, y = torch.zeros(4, 2), torch.ones(4)
+    part = as_part("val", TensorDataset(x, y))
+    assert isinstance(part, tuple) and part[0] is x and part[1] is y
+
+
+def test_concat_joins_training_and_validation_for_final_training():
+    a, b = (torch.zeros(3, 1), torch.zeros(3)), (torch.ones(2, 1), torch.ones(2))
+    joined = concat(a, b)
+    assert isinstance(joined, tuple) and size(joined) == 5
+    mixed = concat(a, Numbers(4))
+    assert len(mixed) == 7 and mixed[6][1] == 0
+
+
+def test_fingerprint_tells_other_data_apart():
+    """The fingerprint changes with any tensor value, and with a dataset's carved indices."""
+    x, y = torch.arange(12.0).view(6, 2), torch.arange(6)
+    first = fingerprint({"train": (x, y)})
+    assert first == fingerprint({"train": (x.clone(), y.clone())}) and first["train"] == 6
+    x[5, 1] = -1
+    assert fingerprint({"train": (x, y)}) != first
+    a = fingerprint({"val": carve_validation(Numbers(50), 10, seed=0)[1]})
+    assert a != fingerprint({"val": carve_validation(Numbers(50), 10, seed=1)[1]})

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from results import report
-from tuning import run, train
+from tuning import check, run, train
 
 
 def help_of(main, capsys):
@@ -43,6 +43,7 @@ def entries(text):
 @pytest.mark.parametrize("main", [
     pytest.param(run.main, id="tuning.run"),
     pytest.param(train.main, id="tuning.train"),
+    pytest.param(check.main, id="tuning.check"),
     pytest.param(report.main, id="results.report"),
 ])
 def test_help_states_every_default_once(main, capsys):

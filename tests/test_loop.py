@@ -11,9 +11,24 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import ToTensor
 
 from trainables.config import parse_config
-from trainables.data import DataError, load_dataset, split_validation
-from trainables.loop import Trainer, evaluate, inputs, is_diverged, to_device, train_epoch
+from trainables.data import DataError, carve_validation
+from trainables.idx import load_dataset
+from trainables.loop import Feed, Trainer, evaluate, inputs, is_diverged, train_epoch
 from trainables.models import MLP
+from trainables.task import load_task
+
+TASK = load_task("fashion_mnist")
+
+
+def to_device(split, device="cpu"):
+    """A split of images as the built-in task gives it: uint8 (N, 1, 28, 28) and labels."""
+    return split.images.unsqueeze(1).to(device), split.labels.to(device)
+
+
+def fit(trainer, train, holdout, **kwargs):
+    """One epoch of the trainer on tensor splits."""
+    return trainer.fit_epoch(trainer.feed(train, train=True), trainer.feed(holdout, train=False),
+                             **kwargs)
 
 
 def tutorial_samples(split):
@@ -23,7 +38,7 @@ def tutorial_samples(split):
 
 
 def test_batches_are_scaled_as_to_tensor(splits):
-    """to_device keeps uint8 (N, 1, 28, 28); inputs() makes float32 in [0, 1] equal to ToTensor."""
+    """Images stay uint8 (N, 1, 28, 28); inputs() makes float32 in [0, 1] equal to ToTensor."""
     split = splits[1]
     split.images[0, 0, :2] = torch.tensor([0, 255], dtype=torch.uint8)  # both ends of the range
     stored = split.images.clone()
@@ -95,7 +110,8 @@ def test_evaluate_is_per_sample_mean_and_accuracy(generate):
 def train_copy(model, data, generator):
     model = copy.deepcopy(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    train_epoch(model, optimizer, F.cross_entropy, data, batch_size=16, generator=generator)
+    train_epoch(model, optimizer, F.cross_entropy,
+                Feed(data, "cpu", 16, generator, shuffle=generator is not None))
     return torch.cat([p.detach().flatten() for p in model.parameters()])
 
 
@@ -121,8 +137,8 @@ def tiny_config(**settings):
 def test_loss_falls_on_a_learnable_problem(splits):
     """A few Trainer epochs on generated patches: the losses fall and the test set is learned."""
     train, test = to_device(splits[0], "cpu"), to_device(splits[1], "cpu")
-    trainer = Trainer(tiny_config())
-    history = [trainer.fit_epoch(train, test) for _ in range(4)]
+    trainer = Trainer(tiny_config(), TASK)
+    history = [fit(trainer, train, test) for _ in range(4)]
     assert [m["epoch"] for m in history] == [1, 2, 3, 4]
     assert history[-1]["train_loss"] < 0.5 * history[0]["train_loss"]
     assert history[-1]["val_loss"] < 0.5 * history[0]["val_loss"]
@@ -133,16 +149,16 @@ def test_loss_falls_on_a_learnable_problem(splits):
 def test_trainer_reports_the_epochs_lr():
     """fit_epoch reports the lr it trained with, then steps the schedule."""
     data = (torch.rand(4, 1, 28, 28), torch.arange(4))
-    trainer = Trainer(tiny_config(schedule="step", step_size=1, gamma=0.5))
-    lrs = [trainer.fit_epoch(data, data)["lr"] for _ in range(3)]
+    trainer = Trainer(tiny_config(schedule="step", step_size=1, gamma=0.5), TASK)
+    lrs = [fit(trainer, data, data)["lr"] for _ in range(3)]
     assert lrs == pytest.approx([1e-3, 5e-4, 2.5e-4])
     assert trainer.lr == pytest.approx(1.25e-4)
 
 
 def test_same_config_same_start():
     """Two Trainers of one config start from identical weights; another seed starts elsewhere."""
-    a, b = Trainer(tiny_config()), Trainer(tiny_config())
-    c = Trainer(tiny_config(seed=1))
+    a, b = Trainer(tiny_config(), TASK), Trainer(tiny_config(), TASK)
+    c = Trainer(tiny_config(seed=1), TASK)
     for name, param in a.model.state_dict().items():
         assert torch.equal(param, b.model.state_dict()[name])
     assert not torch.equal(a.model.linear_relu_stack[0].weight, c.model.linear_relu_stack[0].weight)
@@ -153,17 +169,17 @@ def test_resume_from_state_dict_is_identical(splits):
     train, test = to_device(splits[0], "cpu"), to_device(splits[1], "cpu")
     # shuffling, momentum, and a schedule whose next lr depends on its epoch count: all restored
     config = tiny_config(optimizer="sgd", lr=0.05, momentum=0.9, schedule="cosine")
-    straight = Trainer(config)
-    expected = [straight.fit_epoch(train, test) for _ in range(2)]
+    straight = Trainer(config, TASK)
+    expected = [fit(straight, train, test) for _ in range(2)]
 
-    first = Trainer(config)
-    first.fit_epoch(train, test)
+    first = Trainer(config, TASK)
+    fit(first, train, test)
     buffer = io.BytesIO()
     torch.save(first.state_dict(), buffer)  # as a checkpoint would be written
     buffer.seek(0)
-    resumed = Trainer(config)
+    resumed = Trainer(config, TASK)
     resumed.load_state_dict(torch.load(buffer, weights_only=True))
-    metrics = resumed.fit_epoch(train, test)
+    metrics = fit(resumed, train, test)
 
     assert resumed.epoch == 2
     for key in ("epoch", "lr", "train_loss", "val_loss", "val_accuracy"):
@@ -177,16 +193,16 @@ def test_resume_needs_the_shuffle_state(splits):
     """Without the generator's state the resumed epoch differs: the resume test above can fail."""
     train, test = to_device(splits[0], "cpu"), to_device(splits[1], "cpu")
     config = tiny_config()
-    straight = Trainer(config)
+    straight = Trainer(config, TASK)
     for _ in range(2):
-        straight.fit_epoch(train, test)
-    first = Trainer(config)
-    first.fit_epoch(train, test)
+        fit(straight, train, test)
+    first = Trainer(config, TASK)
+    fit(first, train, test)
     state = first.state_dict()
-    resumed = Trainer(config)
+    resumed = Trainer(config, TASK)
     fresh = torch.Generator().manual_seed(config.seed).get_state()
     resumed.load_state_dict({**state, "generator": fresh})
-    resumed.fit_epoch(train, test)
+    fit(resumed, train, test)
     first_layer = [t.model.linear_relu_stack[0].weight for t in (straight, resumed)]
     assert not torch.equal(*first_layer)
 
@@ -201,8 +217,8 @@ def test_tutorial_learning_curve_on_real_data():
     train, test = to_device(train, "cpu"), to_device(test, "cpu")
     config = parse_config({"optimizer": "sgd", "lr": 0.001, "batch_size": 64, "epochs": 10,
                            "shuffle": False})
-    trainer = Trainer(config)
-    history = [trainer.fit_epoch(train, test, holdout_name="test") for _ in range(config.epochs)]
+    trainer = Trainer(config, TASK)
+    history = [fit(trainer, train, test, holdout_name="test") for _ in range(config.epochs)]
     accuracy = [m["test_accuracy"] for m in history]
     loss = [m["test_loss"] for m in history]
     # The published bands, widened by about a point: the tutorial prints 45-50% / 2.15-2.18 after
@@ -234,15 +250,104 @@ def test_checkpoint_saved_on_the_device_restores_there(tmp_path, generate, devic
     from trainables.trainable import STATE_FILE, load_state
 
     torch.set_num_threads(1)
-    train, val = split_validation(generate(400, seed=5), 100)
-    data = to_device(train, device), to_device(val, device)
+    train, val = carve_validation(to_device(generate(400, seed=5), device), 100)
     config = parse_config({"optimizer": "adam", "lr": 0.002, "batch_size": 32, "epochs": 3,
                            "schedule": "cosine", "shuffle": True})
-    first = Trainer(config, device)
-    first.fit_epoch(*data)
+    first = Trainer(config, TASK, device)
+    fit(first, train, val)
     torch.save(first.state_dict(), tmp_path / STATE_FILE)
-    resumed = Trainer(config, device)
+    resumed = Trainer(config, TASK, device)
     resumed.load_state_dict(load_state(tmp_path))
-    assert resumed.fit_epoch(*data)["train_loss"] == pytest.approx(
-        first.fit_epoch(*data)["train_loss"])
+    assert fit(resumed, train, val)["train_loss"] == pytest.approx(
+        fit(first, train, val)["train_loss"])
     assert next(resumed.model.parameters()).device.type == device
+
+
+class Augmented(torch.utils.data.Dataset):
+    """A map-style dataset whose items draw random noise (an augmentation) from torch's RNG."""
+
+    def __init__(self, split):
+        self.images, self.labels = split.images, split.labels
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        image = self.images[i].unsqueeze(0).float() / 255
+        return image + 0.05 * torch.randn_like(image), int(self.labels[i])
+
+
+def trained_weights(config, part, workers=0, epochs=2):
+    trainer = Trainer(config, TASK, workers=workers)
+    feed = trainer.feed(part, train=True)
+    for _ in range(epochs):
+        trainer.fit_epoch(feed, None)
+    return torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_seed_reproduces_a_map_style_run_augmentation_included(generate, workers):
+    """Through a DataLoader, in this process or in worker processes, a seed gives the same
+    shuffling and the same random augmentation: equal weights; another seed differs."""
+    torch.set_num_threads(1)
+    part = Augmented(generate(96))
+    config = tiny_config(batch_size=16, epochs=2)
+    first = trained_weights(config, part, workers)
+    assert torch.equal(first, trained_weights(config, part, workers))
+    assert not torch.allclose(first, trained_weights(tiny_config(batch_size=16, seed=1), part,
+                                                     workers))
+
+
+def test_a_resumed_map_style_run_with_dropout_trains_on_as_one_never_stopped(generate):
+    """The checkpoint keeps the shuffling generator and the random streams that dropout and
+    in-process augmentation draw from: a resumed epoch equals the straight one."""
+    part = Augmented(generate(96))
+    config = parse_config({"optimizer": "sgd", "lr": 0.05, "batch_size": 16, "epochs": 2,
+                           "dropout": 0.3}, hyperparameters=TASK.hyperparameters)
+    straight = trained_weights(config, part)
+    first = Trainer(config, TASK)
+    first.fit_epoch(first.feed(part, train=True), None)
+    state = first.state_dict()
+    torch.manual_seed(1234)  # whatever ran in the process since
+    resumed = Trainer(config, TASK)
+    resumed.load_state_dict(state)
+    resumed.fit_epoch(resumed.feed(part, train=True), None)
+    assert torch.equal(torch.cat([p.detach().flatten() for p in resumed.model.parameters()]),
+                       straight)
+
+
+def test_tensors_and_a_dataset_of_them_train_alike(generate):
+    """Unshuffled, the same samples as tensors or as a map-style Dataset give the same weights:
+    one loop, two ways to feed it."""
+    split = generate(80)
+    x, y = to_device(split)
+    config = tiny_config(batch_size=16, shuffle=False)
+    dataset = torch.utils.data.TensorDataset(x.float() / 255, y)
+    assert torch.allclose(trained_weights(config, (x, y)), trained_weights(config, dataset),
+                          atol=1e-6)
+
+
+def test_regression_metrics_are_over_every_output():
+    """RMSE and MAE over a split in batches equal the whole split's, outputs (B, 1) against
+    targets (B,); a task's own metric sees the whole split at once."""
+    from trainables.metrics import Metric
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    x, y = torch.randn(50, 3), torch.randn(50)
+    with torch.no_grad():
+        error = model(x).squeeze(1) - y
+    seen = []
+
+    def own(outputs, targets):
+        seen.append(len(targets))
+        return (outputs.squeeze(1) - targets).abs().max()
+
+    mse = lambda out, target: F.mse_loss(out.squeeze(1), target)  # noqa: E731
+    for name, expected in [("rmse", error.pow(2).mean().sqrt()), ("mae", error.abs().mean()),
+                           ("worst", error.abs().max())]:
+        metric = Metric(name, "min", own if name == "worst" else None)
+        scores = evaluate(model, mse, (x, y), metric, batch_size=7)
+        assert scores[name] == pytest.approx(expected.item(), rel=1e-5), name
+        assert scores["loss"] == pytest.approx(error.pow(2).mean().item(), rel=1e-5)
+    assert seen == [50]

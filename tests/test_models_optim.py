@@ -1,4 +1,4 @@
-"""The models, optimizers, learning-rate schedules and losses built from a config."""
+"""The built-in tasks' models, and the optimizers and learning-rate schedules built from a config."""
 
 import math
 
@@ -8,13 +8,23 @@ from torch import nn
 from torch.nn import functional as F
 
 from trainables.config import parse_config
-from trainables.models import CNN, MLP, build_model
-from trainables.optim import OPTIMIZERS, build_loss, build_optimizer, build_scheduler
+from trainables.models import CNN, MLP
+from trainables.optim import OPTIMIZERS, build_optimizer, build_scheduler
+from trainables.task import load_task
+
+TASK = load_task("fashion_mnist")
 
 
-def test_build_model_by_name():
-    """Each model name builds the class it names."""
-    assert type(build_model("mlp")) is MLP and type(build_model("cnn")) is CNN
+def test_the_builtin_task_builds_the_model_its_params_name():
+    """The FashionMNIST task builds the MLP or the CNN by its `model` hyperparameter, the MLP's
+    width and dropout as given, and names the models it has for any other."""
+    assert type(TASK.build_model({"model": "mlp"})) is MLP
+    assert type(TASK.build_model({"model": "cnn"})) is CNN
+    narrow = TASK.build_model({"model": "mlp", "width": 64, "dropout": 0.2})
+    assert narrow.linear_relu_stack[0].out_features == 64
+    assert sum(isinstance(m, nn.Dropout) and m.p == 0.2 for m in narrow.modules()) == 2
+    with pytest.raises(ValueError, match="model 'resnet' is not one of: mlp, cnn"):
+        TASK.build_model({"model": "resnet"})
 
 
 @pytest.mark.parametrize("name, params", [("mlp", 669_706), ("cnn", 431_080)])
@@ -22,7 +32,7 @@ def test_build_model_by_name():
 def test_model_output_shape(name, params, batch):
     """Both models map (B, 1, 28, 28) images to (B, 10) logits, with the reference models' sizes."""
     torch.manual_seed(0)
-    model = build_model(name)
+    model = TASK.build_model({"model": name})
     assert sum(p.numel() for p in model.parameters()) == params
     out = model(torch.rand(batch, 1, 28, 28))
     assert out.shape == (batch, 10)
@@ -87,19 +97,3 @@ def test_schedule_lr_per_epoch(schedule, settings, expected):
         if scheduler is not None:
             scheduler.step()
     assert lrs == pytest.approx(expected, abs=1e-12)
-
-
-@pytest.mark.parametrize("reduction", ["mean", "sum"])
-def test_losses_agree(reduction):
-    """cross_entropy and log_softmax + nll agree on the same logits, and equal -log p(target)."""
-    torch.manual_seed(0)
-    logits = torch.randn(16, 10) * 3
-    target = torch.randint(0, 10, (16,))
-    ce = build_loss("cross_entropy")(logits, target, reduction=reduction)
-    nll = build_loss("nll")(logits, target, reduction=reduction)
-    direct = -torch.log(torch.softmax(logits.double(), 1))[torch.arange(16), target]
-    direct = direct.mean() if reduction == "mean" else direct.sum()
-    assert ce.item() == pytest.approx(nll.item(), rel=1e-6)
-    assert ce.item() == pytest.approx(direct.item(), rel=1e-5)
-    assert build_loss("nll")(logits, target).item() == pytest.approx(
-        build_loss("cross_entropy")(logits, target).item(), rel=1e-6)  # mean by default

@@ -18,7 +18,9 @@ from optuna.trial import TrialState
 from conftest import make_split, write_idx_files
 from race_spaces import faint_split
 from results.experiment import read_results
+from results.metric import Score
 from search_spaces import SPACES, baseline_params
+from trainables.task import load_task
 from tuning.race import RaceScheduler
 from tuning.search import StudySearch, study_storage
 
@@ -46,8 +48,8 @@ class FakeTrial:
 
 
 def new_search(run_dir, **kwargs):
-    search = StudySearch("sgd_vs_adam", 12, {"dataset": "fashion_mnist"}, run_dir, "val_accuracy",
-                         "max", seed=0, study_name="s", num_samples=100, **kwargs)
+    search = StudySearch("sgd_vs_adam", 12, run_dir, "val_accuracy", "max", seed=0,
+                         study_name="s", num_samples=100, **kwargs)
     search.set_search_properties(None, None, {})
     return search
 
@@ -55,11 +57,12 @@ def new_search(run_dir, **kwargs):
 def test_compared_values_take_turns_and_trial_0_is_the_baseline(tmp_path):
     """The tutorial's settings are trial 0, marked; then the optimizers take turns, so that each
     has an equal share of the trials (give or take one), however TPE leans."""
-    baseline = baseline_params(SPACES["sgd_vs_adam"], 12)
+    task = load_task()
+    baseline, _ = baseline_params(SPACES["sgd_vs_adam"], 12, task.baseline, task.hyperparameters)
     assert baseline == {"optimizer": "sgd", "lr": 0.001, "momentum": 0.0, "batch_size": 64}
     search = new_search(tmp_path, compare="optimizer", choices=["sgd", "adam"], baseline=baseline)
     configs = [search.suggest(f"t{i}") for i in range(12)]
-    assert configs[0] == {**baseline, "dataset": "fashion_mnist", "epochs": 12, "baseline": True}
+    assert configs[0] == {**baseline, "epochs": 12, "baseline": True}
     assert not any(c.get("baseline") for c in configs[1:])
     assert configs[1]["optimizer"] == "adam"  # the baseline was SGD's turn
     for n in range(1, 13):
@@ -67,14 +70,6 @@ def test_compared_values_take_turns_and_trial_0_is_the_baseline(tmp_path):
         assert abs(counts["sgd"] - counts["adam"]) <= 1, (n, counts)
     study = optuna.load_study(study_name="s", storage=study_storage(tmp_path))
     assert study.trials[0].user_attrs == {"baseline": True, "ray_trial_id": "t0"}
-
-
-def test_spaces_that_cannot_express_the_tutorial_have_no_baseline():
-    """schedules (SGD lr from 0.01) and cnn (another model) do not hold the tutorial's settings."""
-    assert baseline_params(SPACES["schedules"], 12) is None
-    assert baseline_params(SPACES["cnn"], 6) is None
-    assert baseline_params(SPACES["sgd_vs_adam"], 12, model="cnn") is None
-    assert baseline_params(SPACES["tutorial"], 10) == {"lr": 0.001, "batch_size": 64}
 
 
 def test_a_short_trial_asha_stops_at_its_last_epoch_is_pruned(tmp_path):
@@ -311,7 +306,7 @@ def test_progress_line_tells_trials_epochs_best_and_time_left(capsys, monkeypatc
     assert progress.asha_epochs(12, 2, 3) == pytest.approx(2 + 4 / 3 + 6 / 9)
     clock = iter([100.0, 130.0])
     monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
-    line = progress.Progress("search", 5, "val_accuracy", progress.asha_epochs(12, 2, 3))
+    line = progress.Progress("search", 5, Score(), progress.asha_epochs(12, 2, 3))
     line.setup()
     trials = [Ended("TERMINATED", 2, 0.8), Ended("TERMINATED", 6, 0.85), Ended("RUNNING", 3, 0.9)]
     line.on_trial_complete(0, trials, trials[1])

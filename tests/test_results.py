@@ -22,12 +22,12 @@ from results import report
 from results.experiment import ReportError, load_experiment, read_results
 from results.figures import FIGURES, asha_rungs, first_rung_study
 from results.leaderboard import LEADING, TRAILING
-from trainables.config import BOOKKEEPING_KEYS, parse_config
+from trainables.config import bookkeeping, parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = {"name": "sgd_vs_adam", "space": "sgd_vs_adam", "description": "hand-made",
        "question": "SGD or Adam, and at what learning rate?", "compare": "optimizer",
-       "metric": "val_accuracy", "mode": "max", "dataset": "fashion_mnist", "model": "mlp",
+       "metric": "val_accuracy", "mode": "max",
        "max_epochs": 4, "grace_period": 1, "reduction_factor": 2, "num_samples": 6, "seed": 0,
        "study_name": "sgd_vs_adam", "study_file": "optuna.journal", "status": "finished",
        "started_at": "2026-01-01T00:00:00", "finished_at": "2026-01-01T00:10:00"}
@@ -47,9 +47,9 @@ TRIALS = {
     "abcde_00005": ({"optimizer": "sgd", "lr": 0.3, "batch_size": 64, "momentum": 0.9}, [],
                     "errored", TrialState.FAIL),
 }
-ANSWER = ("Not confirmed over seeds (one run each; --confirm-seeds runs more): Adam 84.0% after 4 "
-          "epochs (lr 0.001, batch_size 64); SGD 82.0% after 4 epochs (lr 0.05, batch_size 32, "
-          "momentum 0.9).")
+ANSWER = ("Not confirmed over seeds (one run each; --confirm-seeds runs more): validation accuracy "
+          "(higher is better) Adam 84.0% after 4 epochs (lr 0.001, batch_size 64); SGD 82.0% after "
+          "4 epochs (lr 0.05, batch_size 32, momentum 0.9).")
 
 
 def write_study(run_dir: Path, trials: dict = TRIALS) -> None:
@@ -69,10 +69,10 @@ def write_study(run_dir: Path, trials: dict = TRIALS) -> None:
 
 
 def write_trial(run_dir: Path, index: int, trial_id: str, params: dict, accuracies: list[float],
-                reason: str) -> Path:
-    """A Ray trial directory: params.json, result.json lines, error.txt when it errored."""
-    config = {**params, "epochs": RUN["max_epochs"], "dataset": "fashion_mnist", "model": "mlp",
-              "seed": 0}
+                reason: str, metric: str = "val_accuracy") -> Path:
+    """A Ray trial directory: params.json, result.json lines, error.txt when it errored. With a
+    metric other than accuracy, the trial reports it as RMSE(accuracy) below."""
+    config = {**params, "epochs": RUN["max_epochs"], "model": "mlp", "seed": 0}
     name = f"train_{trial_id}_{index}_batch_size={params['batch_size']},lr={params['lr']}"
     trial_dir = run_dir / name
     trial_dir.mkdir(parents=True)
@@ -81,7 +81,8 @@ def write_trial(run_dir: Path, index: int, trial_id: str, params: dict, accuraci
     for epoch, accuracy in enumerate(accuracies, 1):
         diverged = reason == "diverged" and epoch == len(accuracies)
         lines.append(json.dumps({
-            "epoch": epoch, "val_accuracy": accuracy, "val_loss": NAN if diverged else 1 - accuracy,
+            "epoch": epoch, metric: accuracy if metric == "val_accuracy" else rmse(accuracy),
+            "val_loss": NAN if diverged else 1 - accuracy,
             "train_loss": NAN if diverged else 1.1 - accuracy, "lr": params["lr"], "seconds": 1.5,
             "diverged": diverged, "trial_id": trial_id, "training_iteration": epoch,
             "time_total_s": 1.6 * epoch, "done": epoch == len(accuracies), "config": config,
@@ -93,12 +94,18 @@ def write_trial(run_dir: Path, index: int, trial_id: str, params: dict, accuraci
     return trial_dir
 
 
+def rmse(accuracy: float) -> float:
+    """The regression runs' score for a trial of the accuracy runs: lower where that is higher."""
+    return 100 * (1 - accuracy)
+
+
 def make_run_dir(path: Path, study: bool = True, trials: dict = TRIALS, **run: object) -> Path:
     """A hand-made RUN_DIR following the experiment directory contract."""
     path.mkdir(parents=True)
     (path / "run.json").write_text(json.dumps({**RUN, **run}))
     for index, (trial_id, (params, accuracies, reason, _)) in enumerate(trials.items()):
-        write_trial(path, index, trial_id, params, accuracies, reason)
+        write_trial(path, index, trial_id, params, accuracies, reason,
+                    run.get("metric", "val_accuracy"))
     if study:
         write_study(path, trials)
     return path
@@ -113,7 +120,7 @@ def reported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
 def test_leaderboard_columns_are_stable(reported):
     """leaderboard.csv holds the documented columns, one per hyperparameter in between."""
     board = pd.read_csv(reported[1]["leaderboard"])
-    hyper = ["optimizer", "lr", "dataset", "model", "batch_size", "epochs", "momentum", "seed"]
+    hyper = ["optimizer", "lr", "batch_size", "epochs", "momentum", "seed", "model"]
     assert list(board.columns) == [*LEADING, *hyper, *TRAILING]
 
 
@@ -196,9 +203,10 @@ def test_best_config_round_trips_through_parse_config(reported):
     """Without confirmation, best_config.json is the top trial that ran in full, for the epochs it
     planned (its score is its last epoch's), plus the bookkeeping keys."""
     raw = json.loads(reported[1]["best_config"].read_text())
-    assert {k: raw[k] for k in BOOKKEEPING_KEYS if k in raw} == {
-        "trial_id": "abcde_00000", "val_accuracy": 0.84, "val_accuracy_sd": None, "seeds": 1}
-    config = parse_config(raw, ignore=BOOKKEEPING_KEYS)
+    assert {k: raw[k] for k in bookkeeping(raw) if k in raw} == {
+        "trial_id": "abcde_00000", "metric": "val_accuracy", "mode": "max", "val_accuracy": 0.84,
+        "val_accuracy_sd": None, "seeds": 1}
+    config = parse_config(raw, ignore=bookkeeping(raw), hyperparameters={"model": "mlp"})
     assert (config.optimizer, config.lr, config.batch_size, config.epochs) == ("adam", 0.001, 64, 4)
     assert "momentum" not in raw
 
@@ -232,13 +240,14 @@ def test_answer_without_compare_names_the_best_config(tmp_path):
     paths = report.write_reports(make_run_dir(tmp_path / "run", study=False, compare=None))
     first = paths["summary"].read_text().splitlines()[0]
     assert first == ("Not confirmed over seeds (one run each; --confirm-seeds runs more): "
-                     "trial abcde_00000 84.0% after 4 epochs (optimizer adam, lr 0.001, batch_size "
-                     "64); trial abcde_00001 82.0% after 4 epochs (optimizer sgd, lr 0.05, "
+                     "validation accuracy (higher is better) trial abcde_00000 84.0% after 4 "
+                     "epochs (optimizer adam, lr 0.001, batch_size 64); trial abcde_00001 82.0% after 4 epochs (optimizer sgd, lr 0.05, "
                      "batch_size 32, momentum 0.9); trial abcde_00002 55.0% after 2 epochs "
                      "(optimizer sgd, lr 0.01, batch_size 64, momentum 0.5).")
 
 
-def write_confirmation(run_dir: Path, runs: dict[str, list[tuple[int, float]]]) -> None:
+def write_confirmation(run_dir: Path, runs: dict[str, list[tuple[int, float]]],
+                       metric: str = "val_accuracy") -> None:
     """RUN_DIR/confirm/: a Ray trial directory per (seed, final accuracy) of each search trial."""
     for trial_id, seeds in runs.items():
         params = TRIALS[trial_id][0]
@@ -247,10 +256,11 @@ def write_confirmation(run_dir: Path, runs: dict[str, list[tuple[int, float]]]) 
             trial_dir = run_dir / "confirm" / f"trial_{trial_id[-1]}{seed}"
             trial_dir.mkdir(parents=True)
             (trial_dir / "params.json").write_text(json.dumps(config))
+            values = [accuracy - 0.1 * (4 - e) for e in range(1, 5)]
             (trial_dir / "result.json").write_text("".join(json.dumps(
-                {"epoch": e, "val_accuracy": accuracy - 0.1 * (4 - e), "val_loss": 0.5,
+                {"epoch": e, metric: v if metric == "val_accuracy" else rmse(v), "val_loss": 0.5,
                  "train_loss": 0.4, "seconds": 2.0, "diverged": False, "epochs_planned": 4}) + "\n"
-                for e in range(1, 5)))
+                for e, v in enumerate(values, 1)))
 
 
 @pytest.mark.parametrize("sgd, verdict", [
@@ -270,8 +280,8 @@ def test_confirmation_answers_with_mean_sd_and_welch(tmp_path, sgd, verdict):
     adam, sgd_runs = [0.84, 0.86, 0.85], [0.82] + [a for _, a in sgd]
     p = ttest_ind(adam, sgd_runs, equal_var=False).pvalue
     mean, sd = pd.Series(sgd_runs).mean(), pd.Series(sgd_runs).std()
-    numbers = (f"final validation accuracy 85.0 ± 1.0% over 3 seeds for Adam (lr 0.001, "
-               f"batch_size 64), against {100 * mean:.1f} ± {100 * sd:.1f}% over 3 seeds for SGD "
+    numbers = (f"final validation accuracy (higher is better) 85.0 ± 1.0% over 3 seeds for "
+               f"Adam (lr 0.001, batch_size 64), against {100 * mean:.1f} ± {100 * sd:.1f}% over 3 seeds for SGD "
                f"(lr 0.05, batch_size 32, momentum 0.9); the {100 * (0.85 - mean):.1f}-point gap")
     first = paths["summary"].read_text().splitlines()[0]
     if verdict == "won":
@@ -286,6 +296,44 @@ def test_confirmation_answers_with_mean_sd_and_welch(tmp_path, sgd, verdict):
     assert "Confirmation trained 4 more runs, 16 epochs." in paths["summary"].read_text()
 
 
+def test_a_metric_where_lower_is_better_ranks_answers_and_plots_that_way(tmp_path, monkeypatch):
+    """A run scored by RMSE (mode min): the leaderboard ranks the lowest first and keeps its lowest
+    as the best; the answer names RMSE, says lower is better and compares the confirmed RMSEs;
+    best_config.json carries them; the figures' axes and captions name it."""
+    from results import figures
+
+    labels = []
+    save = figures._save
+    monkeypatch.setattr(figures, "_save", lambda fig, path: (
+        labels.extend(ax.get_ylabel() for ax in fig.axes), save(fig, path))[1])
+    run_dir = make_run_dir(tmp_path / "run", study=False, metric="val_rmse", mode="min",
+                           confirm_seeds=3)
+    write_confirmation(run_dir, {"abcde_00000": [(1, 0.86), (2, 0.85)],
+                                 "abcde_00001": [(1, 0.80), (2, 0.81)]}, metric="val_rmse")
+    paths = report.write_reports(run_dir)
+    board = pd.read_csv(paths["leaderboard"])
+    assert board["trial_id"].tolist()[:4] == [f"abcde_0000{i}" for i in range(4)]
+    assert board["val_rmse"].tolist()[:4] == pytest.approx([16.0, 18.0, 45.0, 50.0])
+    assert board["best_val_rmse"].iloc[0] == pytest.approx(15.0)  # epoch 3's 0.85
+    assert "val_accuracy" not in board.columns
+    confirmed = pd.read_csv(paths["confirmation"])
+    assert "val_rmse" in confirmed.columns
+    adam, sgd = [rmse(a) for a in (0.84, 0.86, 0.85)], [rmse(a) for a in (0.82, 0.80, 0.81)]
+    first = paths["summary"].read_text().splitlines()[0]
+    assert first.startswith("Adam won: final validation RMSE (lower is better) 15.0 ± 1.0 over "
+                            "3 seeds for Adam (lr 0.001, batch_size 64), against 19.0 ± 1.0 "
+                            "over 3 seeds for SGD"), first
+    assert "the gap of 4.0 exceeds the seed noise" in first
+    best = json.loads(paths["best_config"].read_text())
+    assert (best["metric"], best["mode"], best["trial_id"]) == ("val_rmse", "min", "abcde_00000")
+    assert best["val_rmse"] == pytest.approx(sum(adam) / 3) and "val_accuracy" not in best
+    assert sum(sgd) / 3 > best["val_rmse"]
+    assert "validation RMSE" in labels and "best validation RMSE" in labels
+    assert not any("accuracy" in label for label in labels)
+    assert ("![Best validation RMSE (lower is better) against learning rate]"
+            "(figures/metric_vs_lr.png)") in paths["summary"].read_text()
+
+
 def test_missing_study_skips_its_figures_with_a_note(tmp_path):
     """Without the Optuna journal the study figures, also those of an earlier report, are gone."""
     run_dir = make_run_dir(tmp_path / "run")
@@ -293,7 +341,7 @@ def test_missing_study_skips_its_figures_with_a_note(tmp_path):
     (run_dir / "optuna.journal").unlink()
     paths = report.write_reports(run_dir)
     assert sorted(p.name for p in (run_dir / "figures").iterdir()) == [
-        "accuracy_vs_lr.png", "anytime.png", "learning_curves.png"]
+        "anytime.png", "learning_curves.png", "metric_vs_lr.png"]
     assert "param_importances" not in paths and paths["report"].read_text().count("<img ") == 3
     assert "no Optuna study (optuna.journal is missing)" in paths["summary"].read_text()
 

@@ -62,7 +62,7 @@ def test_time_budget_cut_then_moved_run_resumes_to_finished(tmp_path, data_dir, 
     in one line; moved to another folder, --resume continues the cut trials from their
     checkpoints and runs the remaining samples to a finished run."""
     args = search(data_dir, tmp_path / "runs", "budget", "--num-samples", 6, "--max-epochs", 5,
-                  "--grace-period", 5, "--time-budget", 8, "--final")
+                  "--grace-period", 5, "--time-budget", 10, "--final")
     first = run_cli(*args)
     assert first.returncode == 0, first.stderr[-3000:]
     run_dir = tmp_path / "runs" / "budget"
@@ -80,12 +80,13 @@ def test_time_budget_cut_then_moved_run_resumes_to_finished(tmp_path, data_dir, 
     for _, row in board[board["trial_id"].isin(cut)].iterrows():
         assert row["status"] == "unfinished" or (
             row["status"] == "completed" and row["epochs_run"] == row["epochs_planned"]), row
-    assert set(board[~board["trial_id"].isin(cut)]["status"]) == {"completed"}
+    # (on a slow machine the budget may cut every trial: then none ended before the cut)
+    assert set(board[~board["trial_id"].isin(cut)]["status"]) <= {"completed"}
 
     for changed, message in [
         (["--val-size", "400"], "--val-size 400 differs from the run's 500"),
         (["--smoke-test"], "--smoke-test differs from the run, started without it"),
-        (["--dataset", "mnist"], "--dataset mnist differs from the run's fashion_mnist"),
+        (["--task", "mnist"], "--task mnist differs from the run's fashion_mnist"),
         (["--space", "tutorial"], f"{run_dir} is a run of space 'sgd_vs_adam', not 'tutorial'"),
     ]:
         with pytest.raises(SystemExit) as exit:

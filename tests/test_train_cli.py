@@ -9,8 +9,9 @@ import torch
 from torch.nn import functional as F
 
 from trainables.config import parse_config
-from trainables.loop import evaluate, to_device
+from trainables.loop import evaluate
 from trainables.models import MLP
+from trainables.task import load_task
 from tuning.train import main
 
 COMMAND = [sys.executable, "-m", "tuning.train"]
@@ -30,8 +31,9 @@ def test_train_writes_results(tmp_path, generate, write_dataset):
     written = sorted(p.name for p in out.iterdir())
     assert written == ["config.json", "curve.png", "final_metrics.json", "model.pt"]
 
-    config = parse_config(raw).to_dict()
-    assert json.loads((out / "config.json").read_text()) == config
+    config = parse_config(raw, hyperparameters=load_task().hyperparameters).to_dict()
+    assert config["model"] == "mlp" and config["dropout"] == 0.0  # the task's own, as trained
+    assert json.loads((out / "config.json").read_text()) == {**config, "task": "fashion_mnist"}
     metrics = json.loads((out / "final_metrics.json").read_text())
     assert metrics["config"] == config
     assert [e["epoch"] for e in metrics["epochs"]] == [1, 2]
@@ -46,7 +48,7 @@ def test_train_writes_results(tmp_path, generate, write_dataset):
 
     model = MLP()
     model.load_state_dict(torch.load(out / "model.pt", weights_only=True))
-    scores = evaluate(model, F.cross_entropy, to_device(test, "cpu"))
+    scores = evaluate(model, F.cross_entropy, (test.images.unsqueeze(1), test.labels))
     assert scores["accuracy"] == last["test_accuracy"]  # the model saved is the one measured last
     assert scores["loss"] == pytest.approx(last["test_loss"], rel=1e-5)
 
@@ -61,7 +63,12 @@ def test_train_writes_results(tmp_path, generate, write_dataset):
 
 
 BAD_CONFIGS = {
-    "unknown key": ('{"optimizer": "sgd", "lr": 0.1, "lr_decay": 0.5}', "unknown key 'lr_decay'"),
+    "unknown key": ('{"optimizer": "sgd", "lr": 0.1, "lr_decay": 0.5}',
+                    "unknown key 'lr_decay'; allowed keys: optimizer, lr, batch_size, "),
+    "not the task's": ('{"optimizer": "sgd", "lr": 0.1, "dropuot": 0.5}',
+                       "; the task's own: model, width, dropout"),
+    "unknown task": ('{"optimizer": "sgd", "lr": 0.1, "task": "imagenet"}',
+                     "imagenet: no such file or module"),
     "lr 0": ('{"optimizer": "sgd", "lr": 0}', "lr must be greater than 0, got 0"),
     "unknown optimizer": ('{"optimizer": "lbfgs", "lr": 0.1}',
                           "optimizer 'lbfgs' is not one of: sgd, adam, adamw, rmsprop, adagrad"),
@@ -119,3 +126,18 @@ def test_a_cuda_device_the_machine_lacks_is_one_line(tmp_path, monkeypatch, caps
         "python -m tuning.train: error: --device cuda:7 asked for, but this machine has 1 CUDA "
         "device (cuda:0)\n")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_hyperparameter_of_the_tasks_model_trains(tmp_path, generate, write_dataset, capsys):
+    """{"optimizer": "adam", "lr": 0.001, "dropout": 0.2}: the built-in task's MLP takes its
+    dropout from the config (once an unknown key), and the config written says so."""
+    write_dataset(tmp_path / "data", generate(200, seed=1), generate(50, seed=2))
+    (tmp_path / "c.json").write_text('{"optimizer": "adam", "lr": 0.001, "dropout": 0.2, '
+                                     '"width": 64, "epochs": 1}')
+    main(["--config", str(tmp_path / "c.json"), "--output", str(tmp_path / "out"),
+          "--data-dir", str(tmp_path / "data"), "--device", "cpu"])
+    written = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert (written["dropout"], written["width"], written["model"]) == (0.2, 64, "mlp")
+    state = torch.load(tmp_path / "out" / "model.pt", weights_only=True)
+    assert state["linear_relu_stack.0.weight"].shape == (64, 784)
+    assert "Test accuracy" in capsys.readouterr().out

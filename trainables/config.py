@@ -1,16 +1,24 @@
-"""The training configuration: one validated dataclass shared by final training and the Ray trainable."""
+"""The training configuration: one validated dataclass shared by final training and the Ray trainable.
+
+The training core's own settings (optimizer, lr, batch size, epochs, schedule, ...) are its fields;
+the task's own hyperparameters (the model's width, dropout, ...) ride along in `params`, checked
+against the names the task and its space know, and reach the task's build_model.
+"""
 
 from __future__ import annotations
 
 import math
 import typing
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
-# what best_config.json holds beside the config: parse_config(raw, ignore=BOOKKEEPING_KEYS)
-# (best_epoch: in files written before the score was the last epoch's)
-BOOKKEEPING_KEYS = ("trial_id", "val_accuracy", "val_accuracy_sd", "seeds", "best_epoch")
+# what best_config.json holds beside the config: the task it trains, the trial it comes from, the
+# run's metric and its confirmed score (val_<metric>, val_<metric>_sd, seeds); best_epoch and
+# val_accuracy(_sd) in files written before the metric was named
+BOOKKEEPING_KEYS = ("task", "trial_id", "metric", "mode", "seeds", "best_epoch", "val_accuracy",
+                    "val_accuracy_sd")
 # what a tuning trial's config holds beside the settings: the search's baseline trial is marked
 # "baseline": true, a confirmation run "confirms": the id of the search trial it trains again
 BASELINE, CONFIRMS = "baseline", "confirms"
@@ -25,8 +33,6 @@ class ConfigError(ValueError):
 class TrainConfig:
     optimizer: str
     lr: float
-    dataset: str = "fashion_mnist"
-    model: str = "mlp"
     batch_size: int = 64
     epochs: int = 10
     momentum: float = 0.0  # sgd and rmsprop only
@@ -36,24 +42,29 @@ class TrainConfig:
     gamma: float = 0.1  # decay factor of step, multistep and exponential schedules
     step_size: int = 5  # epochs between decays of the step schedule
     milestones: list[int] = field(default_factory=lambda: [5, 8])  # multistep schedule
-    loss: str = "cross_entropy"
     shuffle: bool = True
     seed: int = 0
+    params: dict[str, Any] = field(default_factory=dict)  # the task's own hyperparameters
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """One flat dict, as a trial's config holds it: the core's settings and the task's."""
+        core = asdict(self)
+        params = core.pop("params")
+        return {**core, **params}
+
+
+def bookkeeping(raw: Mapping[str, Any]) -> tuple[str, ...]:
+    """The keys of a best_config.json that are not settings: BOOKKEEPING_KEYS and the score."""
+    metric = raw.get("metric")
+    return BOOKKEEPING_KEYS + ((metric, f"{metric}_sd") if isinstance(metric, str) else ())
 
 
 def choices() -> dict[str, tuple[str, ...]]:
     """The names each choice field allows: the keys of the registries that build them (imported
     here, not at the top: results/ imports this module for KEYS and need not import torch)."""
-    from trainables.data import DATASETS
-    from trainables.models import MODELS
-    from trainables.optim import LOSSES, OPTIMIZERS, SCHEDULES
+    from trainables.optim import OPTIMIZERS, SCHEDULES
 
-    registries = {"dataset": DATASETS, "model": MODELS, "optimizer": OPTIMIZERS,
-                  "schedule": SCHEDULES, "loss": LOSSES}
-    return {key: tuple(registry) for key, registry in registries.items()}
+    return {"optimizer": tuple(OPTIMIZERS), "schedule": tuple(SCHEDULES)}
 
 _POSITIVE = ("lr", "batch_size", "epochs", "gamma", "step_size")
 _NON_NEGATIVE = ("momentum", "weight_decay")
@@ -83,23 +94,40 @@ def _coerce(name: str, value: Any, kind: type) -> Any:
     return [_coerce(f"{name}[{i}]", v, int) for i, v in enumerate(value)]
 
 
-# each field's type, from the annotations (list[int] -> list)
+# each core field's type, from the annotations (list[int] -> list)
 _TYPES = {name: typing.get_origin(kind) or kind
-          for name, kind in typing.get_type_hints(TrainConfig).items()}
-KEYS = tuple(f.name for f in fields(TrainConfig))
+          for name, kind in typing.get_type_hints(TrainConfig).items() if name != "params"}
+KEYS = tuple(_TYPES)  # the core's settings, in the dataclass's order
 
 
-def parse_config(raw: dict[str, Any], ignore: tuple[str, ...] = ()) -> TrainConfig:
+def _task_params(raw: dict[str, Any], hyperparameters: Mapping[str, Any]) -> dict[str, Any]:
+    """The task's own hyperparameters: its defaults, then the values given, each converted to its
+    default's type where the default is a number, a string or true/false."""
+    params = {k: v for k, v in hyperparameters.items() if v is not None}
+    for key in hyperparameters:
+        if key in raw:
+            default = hyperparameters[key]
+            kind = type(default) if isinstance(default, (bool, int, float, str)) else None
+            params[key] = _coerce(key, raw[key], kind) if kind else raw[key]
+    return params
+
+
+def parse_config(raw: dict[str, Any], ignore: tuple[str, ...] = (),
+                 hyperparameters: Mapping[str, Any] | None = None) -> TrainConfig:
     """Validate a plain dict (a JSON file, a trial's config) into a TrainConfig.
 
-    Keys in `ignore` are dropped silently (bookkeeping such as the epoch a run peaked at).
-    Every error is a ConfigError naming the key and what is allowed.
+    Keys in `ignore` are dropped silently (bookkeeping such as the trial a config comes from).
+    `hyperparameters` are the task's own, by name, with their defaults (None: no default): the
+    only keys allowed beside the core's. Every error is a ConfigError naming the key and what is
+    allowed.
     """
     if not isinstance(raw, dict):
         raise ConfigError(f"the config must be a JSON object of settings, got {type(raw).__name__}")
-    unknown = sorted(set(raw) - set(KEYS) - set(ignore))
+    hyperparameters = {k: v for k, v in (hyperparameters or {}).items() if k not in KEYS}
+    unknown = sorted(set(raw) - set(KEYS) - set(hyperparameters) - set(ignore))
     if unknown:
-        raise ConfigError(f"unknown key {unknown[0]!r}; allowed keys: {', '.join(KEYS)}")
+        own = f"; the task's own: {', '.join(hyperparameters)}" if hyperparameters else ""
+        raise ConfigError(f"unknown key {unknown[0]!r}; allowed keys: {', '.join(KEYS)}{own}")
     for required in ("optimizer", "lr"):
         if required not in raw:
             raise ConfigError(f"missing key {required!r}; the config needs at least optimizer and lr")
@@ -113,7 +141,7 @@ def parse_config(raw: dict[str, Any], ignore: tuple[str, ...] = ()) -> TrainConf
     for key in _NON_NEGATIVE:
         if key in values and values[key] < 0:
             raise ConfigError(f"{key} must be 0 or more, got {raw[key]!r}")
-    config = TrainConfig(**values)
+    config = TrainConfig(**values, params=_task_params(raw, hyperparameters))
     _check_optimizer_settings(config)
     if any(m <= 0 for m in config.milestones) or config.milestones != sorted(config.milestones):
         raise ConfigError(f"milestones must be increasing epochs above 0, got {config.milestones}")

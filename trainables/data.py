@@ -1,49 +1,29 @@
-"""FashionMNIST and MNIST as in-memory uint8 tensors, found on disk, in the system copy, or downloaded.
+"""A task's data made ready to tune on: its splits checked, the validation split carved out of the
+training split where the task has none, the smoke test's subset, the whole training set for final
+training, and a fingerprint that tells a resume whether the data are the same.
 
-Where the files are looked for, in order:
-1. the data directory (`--data-dir`, default a per-user cache directory);
-2. the copy installed by the Debian/Ubuntu package `dataset-fashion-mnist` (FashionMNIST only);
-3. torchvision's own download, into the data directory.
+A split ("part") is either a pair of tensors (inputs, targets), held in memory and shared with the
+trials once through Ray's object store, or a map-style `torch.utils.data.Dataset` of (input, target)
+items, built again in each trial process and read through a DataLoader.
 """
 
 from __future__ import annotations
 
-import gzip
-import math
+import hashlib
 import os
-import shutil
-import struct
-import tempfile
-import zlib
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Union
 
 import torch
+from torch.utils.data import ConcatDataset, Dataset, Subset, TensorDataset
 
-# torchvision's dataset classes, by their names there (imported only to download: a trial
-# process never needs torchvision, which costs it ~190 MB)
-DATASETS = {"fashion_mnist": "FashionMNIST", "mnist": "MNIST"}
-SYSTEM_DIRS = {"fashion_mnist": (Path("/usr/share/datasets/fashion-mnist"),), "mnist": ()}
-FILES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
-NUM_CLASSES = 10
+Pair = tuple[torch.Tensor, torch.Tensor]
+Part = Union[Pair, Dataset]
+SPLITS = ("train", "val", "test")
 
 
 class DataError(RuntimeError):
-    """The data cannot be found or read; the message says where and how to fix it."""
-
-
-@dataclass
-class Split:
-    """One split held in memory: images uint8 (N, 28, 28) exactly as on disk, labels int64 (N,)."""
-
-    images: torch.Tensor
-    labels: torch.Tensor
-
-    def __len__(self) -> int:
-        return len(self.labels)
+    """The data cannot be found, read or used; the message says where and how to fix it."""
 
 
 def default_data_dir() -> Path:
@@ -52,139 +32,114 @@ def default_data_dir() -> Path:
     return Path(cache) / "raytune-torch" / "data"
 
 
-KINDS = {3: "images", 1: "labels"}  # what an IDX file of that many dimensions holds here
+def is_pair(part: Part) -> bool:
+    return isinstance(part, tuple)
 
 
-def read_idx(path: Path, ndim: int | None = None) -> torch.Tensor:
-    """Read an IDX file of unsigned bytes (optionally gzipped), checking its header against its
-    size, and its number of dimensions against `ndim` where given."""
-    try:
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as err:
-        raise DataError(f"cannot read {path}: {err} (the file is corrupt or truncated; delete it)") from None
-    if len(raw) < 4 or raw[:3] != b"\x00\x00\x08" or not 1 <= raw[3] <= 3:
-        raise DataError(f"{path} is not an IDX file of unsigned bytes (bad header); delete it")
-    if ndim is not None and raw[3] != ndim:
-        raise DataError(f"{path} has the magic number 0x{int.from_bytes(raw[:4], 'big'):08x} (an "
-                        f"IDX file of {raw[3]} dimensions), expected 0x{0x800 + ndim:08x} for "
-                        f"{KINDS.get(ndim, f'{ndim} dimensions')}: is it the right file?")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"{path} is truncated inside its header; delete it")
-    shape = struct.unpack(f">{ndim}I", raw[4:header])
-    expected = header + math.prod(shape)
-    if len(raw) != expected:
-        raise DataError(
-            f"{path} holds {len(raw)} bytes but its header {tuple(shape)} needs {expected}; "
-            "the file is truncated or corrupt, delete it"
-        )
-    # slice after frombuffer: its offset must leave at least one byte, which a file of 0 items does not
-    return torch.frombuffer(bytearray(raw), dtype=torch.uint8)[header:].view(*shape)
+def as_part(name: str, value: Any) -> Part:
+    """One split as a task returned it: (inputs, targets) tensors of equal length (a TensorDataset
+    of two tensors counts as such a pair), or a map-style Dataset; a DataError saying what is wrong
+    otherwise."""
+    if isinstance(value, TensorDataset) and len(value.tensors) == 2:
+        value = tuple(value.tensors)
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2 or not all(isinstance(v, torch.Tensor) for v in value):
+            kinds = ", ".join(type(v).__name__ for v in value)
+            raise DataError(f"split {name!r} is a {type(value).__name__} of ({kinds}); expected "
+                            "(inputs, targets) tensors or a torch.utils.data.Dataset")
+        inputs, targets = value
+        if inputs.dim() == 0 or targets.dim() == 0 or len(inputs) != len(targets):
+            raise DataError(f"split {name!r} has inputs of shape {tuple(inputs.shape)} and targets "
+                            f"of shape {tuple(targets.shape)}; they need one row per sample")
+        if len(inputs) == 0:
+            raise DataError(f"split {name!r} is empty")
+        return inputs, targets
+    if isinstance(value, Dataset) and hasattr(value, "__len__") and hasattr(value, "__getitem__"):
+        if len(value) == 0:
+            raise DataError(f"split {name!r} is empty")
+        return value
+    raise DataError(f"split {name!r} is a {type(value).__name__}; expected (inputs, targets) "
+                    "tensors or a map-style torch.utils.data.Dataset")
 
 
-def _find(name: str, directory: Path) -> Path | None:
-    for candidate in (directory / name, directory / f"{name}.gz"):
-        if candidate.is_file():
-            return candidate
-    return None
+def size(part: Part) -> int:
+    return len(part[1]) if is_pair(part) else len(part)
 
 
-def _split_files(directory: Path, split: str) -> tuple[Path, Path] | None:
-    found = [_find(name, directory) for name in FILES[split]]
-    return None if None in found else (found[0], found[1])
+def subset(part: Part, indices: torch.Tensor) -> Part:
+    if is_pair(part):
+        return part[0][indices], part[1][indices]
+    return Subset(part, indices.tolist())
 
 
-def _load_split(images_path: Path, labels_path: Path) -> Split:
-    images, labels = read_idx(images_path, ndim=3), read_idx(labels_path, ndim=1)
-    if images.dim() != 3 or tuple(images.shape[1:]) != (28, 28):
-        raise DataError(f"{images_path} holds shape {tuple(images.shape)}, expected (N, 28, 28)")
-    if labels.dim() != 1 or len(labels) != len(images):
-        raise DataError(f"{labels_path} holds {tuple(labels.shape)} labels for {len(images)} images")
-    if len(labels) and int(labels.max()) >= NUM_CLASSES:
-        raise DataError(f"{labels_path} holds a label above {NUM_CLASSES - 1}")
-    return Split(images, labels.long())
+def head(part: Part, n: int) -> Part:
+    """The first n samples (the smoke test's share)."""
+    return subset(part, torch.arange(min(n, size(part))))
 
 
-def _download(dataset: str, data_dir: Path) -> None:
-    """Download with torchvision into a temporary directory, then move the files in whole."""
-    from torchvision import datasets
-
-    data_dir.mkdir(parents=True, exist_ok=True)
-    name = DATASETS[dataset]
-    with tempfile.TemporaryDirectory(dir=data_dir, prefix=".download-") as tmp:
-        getattr(datasets, name)(tmp, train=True, download=True)  # downloads both splits' files
-        raw = Path(tmp) / name / "raw"
-        target = data_dir / name / "raw"
-        target.mkdir(parents=True, exist_ok=True)
-        for file in FILES["train"] + FILES["test"]:
-            os.replace(raw / file, target / file)
+def default_val_size(train_size: int) -> int:
+    """A sixth of the training split: 10,000 of FashionMNIST's 60,000 images."""
+    return max(1, train_size // 6)
 
 
-def candidate_dirs(dataset: str, data_dir: Path, system_dirs: tuple[Path, ...]) -> list[Path]:
-    """The directories searched, in order: torchvision's layout under the data directory, the
-    data directory itself (so --data-dir can point straight at a folder of IDX files), then the system copy."""
-    return [data_dir / DATASETS[dataset] / "raw", data_dir, *system_dirs]
+def carve_validation(train: Part, val_size: int, seed: int = 0) -> tuple[Part, Part]:
+    """A seeded, deterministic (train, validation) split of the training split."""
+    n = size(train)
+    if not 0 < val_size < n:
+        raise DataError(f"validation size must be between 1 and {n - 1}, got {val_size}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return subset(train, order[val_size:].sort().values), subset(train, order[:val_size])
 
 
-def find_files(directories: list[Path]) -> tuple[tuple[Path, Path], tuple[Path, Path]] | None:
-    """The first directory's ((train images, train labels), (test images, test labels)) files,
-    plain or gzipped, among those holding all four; None when none does."""
-    for directory in directories:
-        train, test = _split_files(directory, "train"), _split_files(directory, "test")
-        if train and test:
-            return train, test
-    return None
+def concat(first: Part, second: Part) -> Part:
+    """Two splits as one (final training's whole training set: train and validation)."""
+    if is_pair(first) and is_pair(second):
+        return torch.cat([first[0], second[0]]), torch.cat([first[1], second[1]])
+    return ConcatDataset([pair_dataset(first), pair_dataset(second)])
 
 
-def find_dataset(
-    dataset: str = "fashion_mnist",
-    data_dir: Path | str | None = None,
-    download: bool = True,
-    system_dirs: tuple[Path, ...] | None = None,
-) -> tuple[tuple[Path, Path], tuple[Path, Path]]:
-    """The ((train images, labels), (test images, labels)) files: in the data directory, the
-    system copy, else downloaded; a DataError saying where it looked when there are none."""
-    if dataset not in DATASETS:
-        raise DataError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
-    data_dir = Path(data_dir).expanduser().resolve() if data_dir else default_data_dir()
-    system_dirs = SYSTEM_DIRS[dataset] if system_dirs is None else system_dirs
-    searched = candidate_dirs(dataset, data_dir, system_dirs)
-    paths = find_files(searched)
-    download_error = "download not attempted"
-    if paths is None and download:
-        try:
-            _download(dataset, data_dir)
-            paths = find_files(searched)
-        except (OSError, RuntimeError) as err:  # torchvision wraps network errors in RuntimeError
-            download_error = f"download failed: {str(err).strip().splitlines()[-1]}"
-    if paths is None:
-        package = " install the package dataset-fashion-mnist (apt-get install dataset-fashion-mnist), or" \
-            if dataset == "fashion_mnist" else ""
-        raise DataError(
-            f"{dataset} not found in {', '.join(str(d) for d in searched)} ({download_error}); "
-            f"to fix:{package} pass --data-dir DIR pointing at a folder with the four IDX files"
-        )
-    return paths
+def pair_dataset(part: Part) -> Dataset:
+    return TensorDataset(*part) if is_pair(part) else part
 
 
-def load_dataset(
-    dataset: str = "fashion_mnist",
-    data_dir: Path | str | None = None,
-    download: bool = True,
-    system_dirs: tuple[Path, ...] | None = None,
-) -> tuple[Split, Split]:
-    """Return the (train, test) splits, looking in the data directory, the system copy, then downloading."""
-    train, test = find_dataset(dataset, data_dir, download, system_dirs)
-    return _load_split(*train), _load_split(*test)
+def for_tuning(splits: dict[str, Part], val_size: int | None, limit: int | None = None
+               ) -> dict[str, Part]:
+    """The training and validation splits a search tunes on: the task's validation split, or one
+    carved out of the training split (`val_size` samples, default a sixth); `limit` keeps the first
+    samples of each (the smoke test)."""
+    train, val = splits["train"], splits.get("val")
+    if limit is not None:
+        train = head(train, limit)
+        val = head(val, limit) if val is not None else None
+    if val is None:
+        train, val = carve_validation(train, val_size or default_val_size(size(train)))
+    return {"train": train, "val": val}
 
 
-def split_validation(train: Split, val_size: int = 10_000, seed: int = 0) -> tuple[Split, Split]:
-    """A seeded, deterministic (train, validation) split of the training set."""
-    if not 0 < val_size < len(train):
-        raise DataError(f"validation size must be between 1 and {len(train) - 1}, got {val_size}")
-    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
-    val, rest = order[:val_size], order[val_size:].sort().values
-    return Split(train.images[rest], train.labels[rest]), Split(train.images[val], train.labels[val])
+def _digest_dataset(digest: Any, dataset: Dataset) -> None:
+    """What identifies a map-style dataset without reading every sample: its class and length, the
+    files and classes of a torchvision folder dataset, the indices of a subset."""
+    digest.update(f"{type(dataset).__qualname__}:{len(dataset)}".encode())
+    if isinstance(dataset, Subset):
+        digest.update(repr(list(dataset.indices)).encode())
+        _digest_dataset(digest, dataset.dataset)
+    elif isinstance(dataset, ConcatDataset):
+        for part in dataset.datasets:
+            _digest_dataset(digest, part)
+    elif hasattr(dataset, "samples"):
+        digest.update(repr(list(dataset.samples)).encode())
+
+
+def fingerprint(parts: dict[str, Part]) -> dict[str, Any]:
+    """The samples a run trains and validates on, hashed: a resume on other data (the files
+    changed, another split) would mix two experiments in one study."""
+    digest = hashlib.sha256()
+    sizes = {}
+    for name, part in parts.items():
+        if is_pair(part):
+            for tensor in part:
+                digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        else:
+            _digest_dataset(digest, part)
+        sizes[name] = size(part)
+    return {**sizes, "sha256": digest.hexdigest()}

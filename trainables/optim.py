@@ -1,4 +1,4 @@
-"""Optimizers, learning-rate schedules and losses, each found by name in its registry.
+"""Optimizers and learning-rate schedules, each found by name in its registry.
 
 The registries are the one list of names: TrainConfig validates against their keys. Adding an
 optimizer is one line in OPTIMIZERS (and a search space that suggests it).
@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 from torch.optim import lr_scheduler
 
 from trainables.config import TrainConfig
@@ -35,16 +34,6 @@ SCHEDULES: dict[str, Schedule | None] = {  # stepped once per epoch; "none": a c
 }
 
 
-def _nll_of_log_softmax(logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    return F.nll_loss(F.log_softmax(logits, dim=1), target, reduction=reduction)
-
-
-LOSSES: dict[str, Callable[..., torch.Tensor]] = {
-    "cross_entropy": F.cross_entropy,
-    "nll": _nll_of_log_softmax,  # the MNIST example's log_softmax + NLL
-}
-
-
 def optimizers_taking(setting: str) -> list[str]:
     """The optimizers that take a setting such as momentum, in registry order."""
     return [name for name, (_, extra) in OPTIMIZERS.items() if setting in extra]
@@ -63,7 +52,3 @@ def build_scheduler(
     make = SCHEDULES[config.schedule]
     return make(optimizer, config) if make is not None else None
 
-
-def build_loss(name: str) -> Callable[..., torch.Tensor]:
-    """A loss taking (logits, targets, reduction="mean")."""
-    return LOSSES[name]

@@ -1,5 +1,5 @@
 """The Ray Tune trainable: the one function Ray calls for a trial. The rest of trainables/ is the
-torch core it builds on (config, data, models, optim, loop), shared with final training.
+torch core it builds on (config, task, data, models, optim, loop), shared with final training.
 
 Config in, epochs out, each epoch reported to Tune with a checkpoint, as in Ray's own examples.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,31 +18,50 @@ import torch
 from ray import tune
 
 from trainables.config import TRIAL_KEYS, parse_config
-from trainables.data import Split
-from trainables.loop import Trainer, is_diverged, to_device
+from trainables.data import Part, for_tuning
+from trainables.loop import Trainer, is_diverged
 from trainables.memory import memory_mb, release_memory
+from trainables.task import Task
 
 STATE_FILE = "state.pt"
 
 
-def train_trial(config: dict[str, Any], data: dict[str, Split]) -> None:
+@dataclass(frozen=True)
+class TrialData:
+    """What a trial trains and validates on. Tensor splits come through Ray's object store, put
+    there once per experiment (tune.with_parameters); a map-style split is None here and built in
+    the trial's own process by the task's load_data, from the absolute data folder, cut and split
+    as the driver did."""
+
+    parts: dict[str, Part | None]  # "train" and "val"
+    data_dir: str
+    val_size: int | None
+    limit: int | None  # the smoke test's first samples
+
+    def resolve(self, task: Task) -> dict[str, Part]:
+        if all(part is not None for part in self.parts.values()):
+            return self.parts
+        built = for_tuning(task.splits(Path(self.data_dir)), self.val_size, self.limit)
+        return {name: part if part is not None else built[name] for name, part in self.parts.items()}
+
+
+def train_trial(config: dict[str, Any], task: Task, data: TrialData) -> None:
     """Train one trial's config for its epochs, reporting validation metrics after each epoch.
 
-    `data` holds the "train" and "val" splits, put in Ray's object store once per experiment
-    by tune.with_parameters. A trial that was paused, migrated or retried resumes from its
-    last checkpoint. A trial whose loss becomes NaN or infinite reports that epoch with
-    diverged=True and ends.
+    A trial that was paused, migrated or retried resumes from its last checkpoint. A trial whose
+    loss becomes NaN or infinite reports that epoch with diverged=True and ends.
     """
     try:
-        train_config = parse_config(config, ignore=TRIAL_KEYS)
-        device = set_up_process()
-        trainer = Trainer(train_config, device)
+        train_config = parse_config(config, ignore=TRIAL_KEYS, hyperparameters=task.hyperparameters)
+        device, workers = set_up_process()
+        trainer = Trainer(train_config, task, device, workers)
         restore(trainer)
-        train_xy, val_xy = to_device(data["train"], device), to_device(data["val"], device)
+        parts = data.resolve(task)
+        train, val = trainer.feed(parts["train"], train=True), trainer.feed(parts["val"], train=False)
         where = {"epochs_planned": train_config.epochs, "device": device,
                  "node_id": ray.get_runtime_context().get_node_id()}
         while trainer.epoch < train_config.epochs:
-            metrics = trainer.fit_epoch(train_xy, val_xy)  # epoch, lr, train_loss, val_loss, ...
+            metrics = trainer.fit_epoch(train, val)  # epoch, lr, train_loss, val_loss, val_<metric>
             diverged = is_diverged(metrics)
             report = {**metrics, "diverged": diverged, **where, **memory_mb()}
             if diverged:  # NaN weights are not worth a checkpoint
@@ -54,13 +74,14 @@ def train_trial(config: dict[str, Any], data: dict[str, Split]) -> None:
         release_memory()  # Ray runs the next trial in this process
 
 
-def set_up_process() -> str:
-    """Torch threads for the CPUs Ray gave the trial; the device it trains on."""
+def set_up_process() -> tuple[str, int]:
+    """Torch threads for the CPUs Ray gave the trial; the device it trains on, and the DataLoader
+    workers a map-style split gets: one per CPU beyond the one that trains."""
     # Ray logs a line for every checkpoint of every epoch; the progress table says enough
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
-    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
-    torch.set_num_threads(max(1, math.floor(cpus)))
-    return trial_device()
+    cpus = max(1, math.floor(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
+    torch.set_num_threads(cpus)
+    return trial_device(), cpus - 1
 
 
 def trial_device() -> str:
@@ -77,7 +98,7 @@ def restore(trainer: Trainer) -> None:
 
 
 def load_state(directory: Path) -> dict[str, Any]:
-    """A trial's checkpoint, read onto the CPU: the shuffling generator's state must stay there
+    """A trial's checkpoint, read onto the CPU: the random generators' states must stay there
     (Generator.set_state refuses a CUDA tensor), and the model and optimizer states move to the
     trial's device as Trainer.load_state_dict copies them into its parameters."""
     return torch.load(directory / STATE_FILE, map_location="cpu", weights_only=True)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
+from results.metric import Score
 from search_spaces import Space
 from tuning import record
-from tuning.record import METRIC
 from tuning.settings import Settings
 from tuning.tuner import make_trainable, search_tuner, time_limit, trial_dirname
 
@@ -17,7 +18,7 @@ def _left(deadline: float | None) -> float | None:
     return None if deadline is None else deadline - time.monotonic()
 
 
-def search(s: Settings, space: Space, run_dir: Path, run: dict, data: dict,
+def search(s: Settings, space: Space, run_dir: Path, run: dict, checked: Any, data: Any,
            deadline: float | None, restore: bool) -> None:
     """The search phase, restored where Ray saved it; on to confirmation (run["phase"]) once
     every trial has ended."""
@@ -25,7 +26,7 @@ def search(s: Settings, space: Space, run_dir: Path, run: dict, data: dict,
 
     started = time.perf_counter()
     with time_limit(_left(deadline)) as ran_out:
-        search_tuner(s, space, run_dir, data, restore).fit()
+        search_tuner(s, space, run_dir, checked, data, restore).fit()
     ended, running, errored = ended_trials(run_dir, run["study_name"])
     if not running and len(ended) >= run["num_samples"]:
         status, advice = "finished", ""
@@ -42,7 +43,8 @@ def search(s: Settings, space: Space, run_dir: Path, run: dict, data: dict,
           f"{running} cut short{advice}.")
 
 
-def confirm(s: Settings, run_dir: Path, run: dict, data: dict, deadline: float | None) -> None:
+def confirm(s: Settings, run_dir: Path, run: dict, checked: Any, data: Any,
+            deadline: float | None) -> None:
     """Train the best config of each compared choice again with more seeds (tuning.confirm)."""
     from results.rundir import CONFIRM_DIR
     from tuning.confirm import build_confirmation, configs, finished
@@ -54,9 +56,9 @@ def confirm(s: Settings, run_dir: Path, run: dict, data: dict, deadline: float |
     started = time.perf_counter()
     left = _left(deadline)
     if planned and (left is None or left > 0):
-        callbacks = [Progress("confirmation", len(planned), METRIC,
+        callbacks = [Progress("confirmation", len(planned), Score.of(run),
                               sum(c["epochs"] for c in planned) / len(planned))]
-        tuner = build_confirmation(run_dir, make_trainable(s, data), planned,
+        tuner = build_confirmation(run_dir, make_trainable(s, checked.task, data), planned,
                                    s.resume and (run_dir / CONFIRM_DIR).is_dir(), callbacks,
                                    trial_dirname)
         with time_limit(left):

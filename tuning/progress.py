@@ -8,6 +8,8 @@ from typing import Any
 
 from ray.tune import Callback
 
+from results.metric import Score
+
 
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
@@ -30,8 +32,8 @@ class Progress(Callback):
     takes `epochs_per_trial`, or the mean of the ended trials where that is more; a running
     trial takes that less the epochs it has run, one at least."""
 
-    def __init__(self, label: str, total: int, metric: str, epochs_per_trial: float) -> None:
-        self.label, self.total, self.metric = label, total, metric
+    def __init__(self, label: str, total: int, score: Score, epochs_per_trial: float) -> None:
+        self.label, self.total, self.score = label, total, score
         self.epochs_per_trial = epochs_per_trial
 
     def setup(self, **info: Any) -> None:
@@ -40,9 +42,9 @@ class Progress(Callback):
     def _ended(self, trial: Any, trials: list[Any]) -> None:
         ended = [t for t in trials if t.status in ("TERMINATED", "ERROR") or t is trial]
         epochs = sum(int(t.last_result.get("epoch", 0) or 0) for t in trials)
-        scores = [t.last_result.get(self.metric) for t in ended]
+        scores = [t.last_result.get(self.score.column) for t in ended]
         scores = [s for s in scores if isinstance(s, (int, float)) and math.isfinite(s)]
-        best = f", best so far {100 * max(scores):.1f}%" if scores else ""
+        best = f", best so far {self.score.format(self.score.best(scores))}" if scores else ""
         done = sum(int(t.last_result.get("epoch", 0) or 0) for t in ended)
         per_trial = max(self.epochs_per_trial, done / len(ended))
         running = [int(t.last_result.get("epoch", 0) or 0) for t in trials if t not in ended]

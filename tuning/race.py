@@ -4,7 +4,8 @@ Plain ASHA compares every trial with every other at each rung. When one choice s
 (SGD with momentum against Adam), it loses at the first rung although it ends as high: ASHA's
 short-horizon bias. Here a trial is compared only with trials that share its value of the space's
 COMPARE hyperparameter, so every choice has trials trained to the full budget. The baseline trial
-(the tutorial's settings) is never stopped: its score is the one the winner is measured against.
+(the task's baseline settings) is never stopped: its score is the one the winner is measured
+against.
 
 Ray does not save a scheduler's state; a resumed run rebuilds each lane's rungs from the study,
 which holds every trial's score at every epoch, so that it stops the trials an uninterrupted run

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import datetime
-import hashlib
+import difflib
 import json
 import shutil
 from pathlib import Path
 from typing import Any
 
-import search_spaces
 from results.cli import UsageError
-from results.rundir import RUN_FILE, STUDY_FILE, TRIAL_DIR_PREFIX, write_json
-from trainables.config import TrainConfig
+from results.rundir import RUN_FILE, SOURCES_DIR, STUDY_FILE, TRIAL_DIR_PREFIX, write_json, write_text
+from search_spaces import Space
+from trainables.task import Task, shown
 from tuning.settings import CHANGEABLE, RECORDED, Settings
-
-METRIC, MODE = "val_accuracy", "max"
 
 
 def now() -> str:
@@ -38,31 +36,40 @@ def storage_dir(storage_path: str) -> Path:
     return Path(storage_path).expanduser().resolve()
 
 
-def new_run_dir(s: Settings) -> Path:
+def new_run_dir(s: Settings, space: Space) -> Path:
     """SPACE-DATE-TIME (or --name) under --storage-path."""
     storage = storage_dir(s.storage_path)
-    run_dir = storage / (s.name or f"{s.space}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
+    run_dir = storage / (s.name or f"{space.name}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
     if run_dir.exists() and any(run_dir.iterdir()):
         raise UsageError(f"{run_dir} already holds a run; pass --resume to continue it, "
                          "or another --name")
     return run_dir
 
 
-def resumable_run_dir(storage_path: str, space: str, name: str | None) -> Path:
+def space_of(record: dict[str, Any]) -> str:
+    """What loads a run's space: its ref (runs recorded before spaces could be files: its name)."""
+    return record.get("space_ref") or record["space"]
+
+
+def resumable_run_dir(storage_path: str, space: Space, name: str | None) -> Path:
     """The run a resume continues: --name, else the newest run of the space."""
     storage = storage_dir(storage_path)
+    ref = space.ref or space.name
     if name:
         run_dir = storage / name
     else:
-        runs = sorted(storage.glob(f"{space}-*/{RUN_FILE}"), key=lambda p: p.stat().st_mtime)
+        runs = sorted((p for p in storage.glob(f"{space.name}-*/{RUN_FILE}")
+                       if space_of(json.loads(p.read_text())) == ref),
+                      key=lambda p: p.stat().st_mtime)
         if not runs:
-            raise UsageError(f"no run of space {space!r} to resume under {storage}; pass --name")
+            raise UsageError(f"no run of space {space.name!r} to resume under {storage}; pass "
+                             "--name")
         run_dir = runs[-1].parent
     if not (run_dir / RUN_FILE).is_file():
         raise UsageError(f"{run_dir} is not a tuning run that can be resumed")
-    recorded = read(run_dir)["space"]
-    if recorded != space:
-        raise UsageError(f"{run_dir} is a run of space {recorded!r}, not {space!r}")
+    recorded = space_of(read(run_dir))
+    if recorded != ref:
+        raise UsageError(f"{run_dir} is a run of space {recorded!r}, not {ref!r}")
     return run_dir
 
 
@@ -82,39 +89,64 @@ def clear_search(run_dir: Path) -> None:
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
 
 
-def new_record(s: Settings, run_dir: Path) -> dict[str, Any]:
-    space = search_spaces.get_space(s.space)
+def new_record(s: Settings, run_dir: Path, space: Space, task: Task) -> dict[str, Any]:
     return {
-        "name": run_dir.name, "space": s.space, "description": space.description,
-        "question": space.question, "compare": space.compare, "metric": METRIC, "mode": MODE,
+        "name": run_dir.name, "space": space.name, "space_ref": space.ref or space.name,
+        "description": space.description, "question": space.question, "compare": space.compare,
+        "task": {"ref": task.ref, "name": task.name, "file": task.path, "sha256": task.sha256},
+        "metric": f"val_{task.metric.name}", "mode": task.metric.mode,
         **{key: getattr(s, key) for key in (*RECORDED, *CHANGEABLE)},
-        "model": s.model or TrainConfig.model, "time_budget": s.time_budget,
-        "study_name": run_dir.name, "study_file": STUDY_FILE,
+        "time_budget": s.time_budget, "study_name": run_dir.name, "study_file": STUDY_FILE,
         "status": "running", "phase": "search", "started_at": now(), "finished_at": None,
     }
 
 
-def fingerprint(data: dict[str, Any]) -> dict[str, Any]:
-    """The images and labels a run trains and validates on, hashed: a resume on other data (the
-    files changed, another split) would mix two experiments in one study."""
-    digest = hashlib.sha256()
-    sizes = {}
-    for name in ("train", "val"):
-        split = data[name]
-        digest.update(split.images.contiguous().numpy().tobytes())
-        digest.update(split.labels.contiguous().numpy().tobytes())
-        sizes[f"{name}_images"] = len(split.labels)
-    return {**sizes, "sha256": digest.hexdigest()}
+def sources(space: Space, task: Task) -> dict[str, Path]:
+    """The files that define the run, by the name their copy has in RUN_DIR/sources/."""
+    files = {"task.py": Path(task.path)}
+    if space.path and Path(space.path) != Path(task.path):
+        files["space.py"] = Path(space.path)
+    return files
 
 
-def check_data(record: dict[str, Any], data: dict[str, Any]) -> None:
-    """Record the data's fingerprint, or refuse data other than the recorded."""
-    found = fingerprint(data)
+def keep_sources(run_dir: Path, space: Space, task: Task) -> None:
+    """A copy of the task's and the space's files in the run directory: what the run trained, and
+    what a resume compares the files with."""
+    for name, path in sources(space, task).items():
+        write_text(run_dir / SOURCES_DIR / name, path.read_text())
+
+
+def _first_change(old: str, new: str) -> str:
+    """Where two versions of a file first differ, as a line number and the two lines."""
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, old.splitlines(),
+                                                        new.splitlines()).get_opcodes():
+        if tag != "equal":
+            was = old.splitlines()[i1].strip() if i1 < i2 else "(nothing)"
+            now_ = new.splitlines()[j1].strip() if j1 < j2 else "(nothing)"
+            return f"line {j1 + 1} reads `{now_}`, was `{was}`"
+    return "its content differs"
+
+
+def check_sources(run_dir: Path, space: Space, task: Task) -> None:
+    """Refuse to resume a run whose task or space file changed since it started: one study would
+    hold trials of two different experiments."""
+    for name, path in sources(space, task).items():
+        kept = run_dir / SOURCES_DIR / name
+        if kept.is_file() and kept.read_text() != path.read_text():
+            raise UsageError(f"{shown(path)} changed since the run started "
+                             f"({_first_change(kept.read_text(), path.read_text())}); a resume "
+                             "needs the files the run started with (start another with a new "
+                             "--name)")
+
+
+def check_data(record: dict[str, Any], found: dict[str, Any]) -> None:
+    """Record the data's fingerprint (trainables.data.fingerprint), or refuse data other than the
+    recorded."""
     recorded = record.setdefault("data", found)
     if recorded != found:
-        raise UsageError(f"the data differ from the run's ({found['train_images']} training and "
-                         f"{found['val_images']} validation images, sha256 {found['sha256'][:12]}, "
-                         f"against {recorded['train_images']} and {recorded['val_images']}, "
+        raise UsageError(f"the data differ from the run's ({found.get('train')} training and "
+                         f"{found.get('val')} validation samples, sha256 {found['sha256'][:12]}, "
+                         f"against {recorded.get('train')} and {recorded.get('val')}, "
                          f"{recorded['sha256'][:12]}); a resume needs the data the run started on")
 
 

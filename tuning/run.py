@@ -1,9 +1,10 @@
-"""Search a named space with Optuna and ASHA on Ray Tune, then write the leaderboard and report.
+"""Search a space with Optuna and ASHA on Ray Tune, then write the leaderboard and report.
 
     python -m tuning.run --space sgd_vs_adam
     python -m tuning.run --list-spaces
     python -m tuning.run --space sgd_vs_adam --resume          # continue the newest sgd_vs_adam run
     python -m tuning.run --space sgd_vs_adam --final           # then train the winner on the test set
+    python -m tuning.run --space my_task.py                    # your own model and data
 
 Each run is a directory under --storage-path holding Ray's trial directories, the Optuna study
 (optuna.journal), run.json, leaderboard.csv and the report.
@@ -16,13 +17,21 @@ import dataclasses
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
 
 from results.cli import UsageError, fail
 from results.rundir import BEST_CONFIG_FILE, FINAL_DIR
-from search_spaces import SPACES, describe_parameters, get_space
+from search_spaces import SPACES, Space, describe_parameters, get_space
 from tuning import record
-from tuning.settings import CHANGEABLE, Settings, parse_args, resolve
+from tuning.settings import CHANGEABLE, SMOKE_SAMPLES, Settings, parse_args, resolve
 from tuning.tuner import LOOPBACK_ONLY
+
+if TYPE_CHECKING:
+    from trainables.task import Task
+    from trainables.trainable import TrialData
+    from tuning.check import Checked
 
 PROG = "python -m tuning.run"
 
@@ -37,40 +46,53 @@ def list_spaces() -> None:
             print(f"  {name:<13} {kind}")
 
 
-def load_data(s: Settings) -> dict:
-    from trainables.data import load_dataset, split_validation
+def open_run(args: argparse.Namespace) -> tuple[Space, Settings, Path, dict | None, Task]:
+    """The space, the settings, the run directory, its record (a resume's, None for a new run)
+    and the task; a resume whose task or space file changed is refused."""
+    from trainables.task import load_task
 
-    train, _ = load_dataset(s.dataset, s.data_dir)
-    if s.smoke_test:
-        train = type(train)(train.images[:2000], train.labels[:2000])
-    train, val = split_validation(train, s.val_size)
-    return {"train": train, "val": val}
+    space = get_space(args.space)
+    if not args.resume:
+        s = resolve(args, space)
+        return space, s, record.new_run_dir(s, space), None, load_task(s.task)
+    run_dir = record.resumable_run_dir(args.storage_path or "runs", space, args.name)
+    run = record.read(run_dir)
+    s = resolve(args, space, run)
+    task = load_task(s.task)
+    record.check_sources(run_dir, space, task)
+    run.update(status="running", resumed_at=record.now(), time_budget=s.time_budget)
+    return space, s, run_dir, run, task
 
 
 def run(args: argparse.Namespace) -> Path:
-    """Resolve the settings, start Ray, load the data, then the phases still to do."""
-    space = get_space(args.space)
-    if args.resume:
-        run_dir = record.resumable_run_dir(args.storage_path or "runs", args.space, args.name)
-        run = record.read(run_dir)
-        s = resolve(args, space, run)
-        run.update(status="running", resumed_at=record.now(), time_budget=s.time_budget)
-    else:
-        s = resolve(args, space)
-        run_dir = record.new_run_dir(s)
-    from trainables.data import find_dataset
+    """Resolve the settings, check the task on one batch, start Ray, then the phases still to do."""
+    from trainables.data import fingerprint, is_pair
+    from trainables.trainable import TrialData
+    from tuning.check import dry_run, summary
     from tuning.tuner import start_ray
 
-    find_dataset(s.dataset, s.data_dir)  # a missing dataset is one line, before Ray's output
-    s = dataclasses.replace(s, gpus_per_trial=start_ray(s))  # the cluster before the data
-    data = load_data(s)
-    if args.resume:
-        run.update({key: getattr(s, key) for key in CHANGEABLE})  # as this command has them
+    space, s, run_dir, run, task = open_run(args)
+    checked = dry_run(space, task, s)  # a task's defect is one line, before Ray's output
+    print(summary(checked, s))
+    if task.baseline and checked.baseline is None:
+        print(f"No trial 0 of the task's baseline settings: {checked.baseline_note}")
+    s = dataclasses.replace(s, gpus_per_trial=start_ray(s))
+    if run is None:
+        run = record.new_record(s, run_dir, space, checked.task)
+        record.keep_sources(run_dir, space, checked.task)
     else:
-        run = record.new_record(s, run_dir)
-    record.check_data(run, data)
-    run_dir.mkdir(parents=True, exist_ok=True)
+        run.update({key: getattr(s, key) for key in CHANGEABLE})  # as this command has them
+    record.check_data(run, fingerprint(checked.parts))
     record.write(run_dir, run)
+    data = TrialData({name: part if is_pair(part) else None for name, part in checked.parts.items()},
+                     s.data_dir, s.val_size, SMOKE_SAMPLES if s.smoke_test else None)
+    phases(s, space, run_dir, run, checked, data)
+    return run_dir
+
+
+def phases(s: Settings, space: Space, run_dir: Path, run: dict, checked: Checked,
+           data: TrialData) -> None:
+    """The search, then the confirmation, each where the run has not done it yet."""
     from tuning.phases import confirm, search
 
     deadline = None if s.time_budget is None else time.monotonic() + s.time_budget
@@ -79,16 +101,23 @@ def run(args: argparse.Namespace) -> Path:
         if s.resume and not restore:
             print(f"{run_dir} stopped before Ray saved its search: starting the search over")
             record.clear_search(run_dir)
-        search(s, space, run_dir, run, data, deadline, restore)
+        search(s, space, run_dir, run, checked, data, deadline, restore)
     if run.get("phase") == "confirm":
-        confirm(s, run_dir, run, data, deadline)
-    return run_dir
+        confirm(s, run_dir, run, checked, data, deadline)
 
 
 def report(run_dir: Path) -> dict[str, Path]:
-    from results.report import top_rows, write_reports
+    """Write the reports and print the top trials; a run cut before any trial finished an epoch
+    (a short time budget, Ctrl-C) has nothing to report yet, which is no error."""
+    from results.report import ReportError, top_rows, write_reports
 
-    paths = write_reports(run_dir)
+    try:
+        paths = write_reports(run_dir)
+    except ReportError as err:
+        if record.read(run_dir).get("status") == "finished":
+            raise
+        print(f"No report yet: {err}")
+        return {}
     print(top_rows(run_dir, 5))
     for label, path in paths.items():
         print(f"  {label:<12} {path}")
@@ -98,29 +127,85 @@ def report(run_dir: Path) -> dict[str, Path]:
 def final_training(run_dir: Path) -> bool:
     """Train best_config.json on the whole training set, for a finished run only: a half-finished
     search's best is not the answer yet."""
-    from tuning.train import default_device, read_config, train
+    from tuning.train import default_device, final_words, read_config, train
 
     run = record.read(run_dir)
     if run["status"] != "finished":
         print(f"\nNo final training: the run is {run['status']}; --resume --final finishes it first")
         return False
-    config = read_config(run_dir / BEST_CONFIG_FILE)
+    config, task = read_config(run_dir / BEST_CONFIG_FILE)
     print(f"\nFinal training of the best config for {config.epochs} epochs on the whole training set")
-    result = train(config, run_dir / FINAL_DIR, run.get("data_dir"), default_device())
-    print(f"Final test accuracy {100 * result['test_accuracy']:.2f}%")
+    result = train(config, task, run_dir / FINAL_DIR, run.get("data_dir"), default_device())
+    print(f"Final: {final_words(result)}")
     return True
 
 
-def main(argv: list[str] | None = None) -> None:
+def quiet(address: str | None) -> None:
+    """Optuna's and Ray's settings for a run of ours, before either starts."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    args = parse_args(PROG, __doc__.splitlines()[0], argv)
-    if not (args.address or os.environ.get("RAY_ADDRESS")):
+    if not (address or os.environ.get("RAY_ADDRESS")):
         # a Ray of our own listens on the loopback address only; read when ray is first imported
         os.environ.setdefault(LOOPBACK_ONLY, "0")
     # the snapshots after each epoch's checkpoint cost ~50 ms; Ray's warning about them is noise here
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+
+@dataclasses.dataclass
+class Tuned:
+    """What tuning.tune() returns: the run directory, its leaderboard, the answer to its question
+    (the first paragraph of summary.md) and the config with the best confirmed score."""
+
+    run_dir: Path
+    leaderboard: pd.DataFrame
+    answer: str
+    best_config: dict | None
+    status: str
+
+
+def tune(space: str, *, task: str | None = None, data_dir: str | Path | None = None,
+         final: bool = False, **flags: Any) -> Tuned:
+    """Run what `python -m tuning.run` runs, from Python (a notebook, a script): search `space`
+    (a built-in space's name, or a file or module of your own) for `task`, confirm, write the
+    reports (and with final=True train the winner), and return the leaderboard and the answer.
+
+        result = tuning.tune("examples/diabetes_regression.py", num_samples=8, max_epochs=20)
+        result.leaderboard.head(); print(result.answer)
+
+    `flags` are tuning.run's other flags by their Python names (num_samples, max_epochs,
+    grace_period, reduction_factor, cpus_per_trial, gpus_per_trial, max_concurrent, time_budget,
+    seed, val_size, storage_path, name, resume, address, confirm_seeds, smoke_test). A mistake
+    raises an exception whose message is one line (UsageError, TaskError, ...). Ray, where this
+    process has started it already, is used as it is.
+    """
+    import json
+
+    from results.rundir import LEADERBOARD_FILE, RUN_FILE, SUMMARY_FILE
+
+    args = parse_args(PROG, "", [])
+    unknown = sorted(set(flags) - set(vars(args)) - {"list_spaces"})
+    if unknown:
+        raise TypeError(f"tune() got an unknown flag {unknown[0]!r}; its flags are tuning.run's: "
+                        f"{', '.join(k for k in vars(args) if k != 'list_spaces')}")
+    vars(args).update(flags, space=str(space), task=str(task) if task else None,
+                      data_dir=data_dir, final=final)
+    quiet(args.address)
+    run_dir = run(args)
+    report(run_dir)
+    if final and final_training(run_dir):
+        report(run_dir)
+    board, summary, best = (run_dir / name for name in (LEADERBOARD_FILE, SUMMARY_FILE,
+                                                          BEST_CONFIG_FILE))
+    return Tuned(run_dir, pd.read_csv(board) if board.is_file() else pd.DataFrame(),
+                 summary.read_text().split("\n\n")[0] if summary.is_file() else "",
+                 json.loads(best.read_text()) if best.is_file() else None,
+                 json.loads((run_dir / RUN_FILE).read_text())["status"])
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(PROG, __doc__.splitlines()[0], argv)
+    quiet(args.address)
     if args.list_spaces:
         list_spaces()
         return
@@ -129,13 +214,14 @@ def main(argv: list[str] | None = None) -> None:
     from results.report import ReportError
     from trainables.config import ConfigError
     from trainables.data import DataError
+    from trainables.task import TaskError
 
     try:
         run_dir = run(args)
         report(run_dir)
         if args.final and final_training(run_dir):
             report(run_dir)
-    except (UsageError, ConfigError, DataError, ReportError) as err:
+    except (UsageError, ConfigError, DataError, TaskError, ReportError) as err:
         fail(PROG, str(err))
 
 

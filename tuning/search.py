@@ -40,11 +40,10 @@ def restoring_at(run_dir: Path) -> Iterator[None]:
         _restoring_at.reset(token)
 
 
-def define_trial(space_name: str, max_epochs: int, settings: dict[str, Any],
-                 trial: optuna.Trial) -> dict[str, Any]:
-    """The space's define-by-run function plus the run's fixed settings (dataset, model)."""
-    fixed = get_space(space_name).define(trial, max_epochs) or {}
-    return {**settings, **fixed}
+def define_trial(space: str, max_epochs: int, trial: optuna.Trial) -> dict[str, Any]:
+    """The space's define-by-run function (the space by its ref, so that the searcher pickles as
+    a name and finds the space again on restore); returns the settings it fixes."""
+    return get_space(space).define(trial, max_epochs) or {}
 
 
 def study_storage(run_dir: Path) -> optuna.storages.JournalStorage:
@@ -82,13 +81,13 @@ class StudySearch(OptunaSearch):
     COMPLETE with the score of their last epoch, the one their config reproduces when trained
     again (Ray's OptunaSearch tells every stopped trial COMPLETE).
 
-    Trial 0 is the `baseline` (the tutorial's settings) where the space holds it. With `choices`,
+    Trial 0 is the `baseline` (the task's BASELINE) where the space holds it. With `choices`,
     the values of the compared hyperparameter take turns: each new trial takes the value with the
     fewest trials so far (the first in `choices` on a tie), so that every value gets an equal
     share of the trials, give or take one, and TPE tunes the other hyperparameters within each
     value. A comparison at equal budget cannot be starved by TPE leaning early to one value."""
 
-    def __init__(self, space_name: str, max_epochs: int, settings: dict[str, Any], run_dir: Path,
+    def __init__(self, space: str, max_epochs: int, run_dir: Path,
                  metric: str, mode: str, seed: int, study_name: str, num_samples: int,
                  compare: str | None = None, choices: list[Any] | None = None,
                  baseline: dict[str, Any] | None = None) -> None:
@@ -100,7 +99,7 @@ class StudySearch(OptunaSearch):
                 constant_liar=True,  # parallel trials: steer away from points already running
             )
         super().__init__(
-            space=functools.partial(define_trial, space_name, max_epochs, settings),
+            space=functools.partial(define_trial, space, max_epochs),
             metric=metric, mode=mode, sampler=sampler, study_name=study_name,
             storage=study_storage(run_dir),
         )

@@ -1,7 +1,7 @@
 """A run's settings: the command line and the space's budget resolved once into a frozen object.
 
 A resume takes what it does not get from the command line from run.json, and refuses a flag that
-would change the run it continues: its space, data, split, budget or search.
+would change the run it continues: its space, task, data, split, budget or search.
 """
 
 from __future__ import annotations
@@ -15,21 +15,20 @@ from pathlib import Path
 from typing import Any
 
 from results.cli import HelpFormatter, UsageError
-from search_spaces import Space, fixed_settings
+from search_spaces import Space
 
 
 @dataclass(frozen=True)
 class Settings:
-    space: str
+    space: str  # what loads it: a built-in space's name, a module's dotted name or a file's path
     num_samples: int
     max_epochs: int  # ASHA's max_t, the epochs of the longest trial
     grace_period: int
     reduction_factor: int
     seed: int
-    dataset: str
-    model: str | None  # None: the space leaves it open and none was given
-    data_dir: str | None  # absolute; None: the default places (trainables.data)
-    val_size: int
+    task: str  # what loads it: a built-in task's name, a module's dotted name or a file's path
+    data_dir: str  # absolute: the trials' working directories are not ours
+    val_size: int | None  # None: a sixth of the training split, where the task has no validation split
     smoke_test: bool
     confirm_seeds: int
     max_concurrent: int | None
@@ -49,11 +48,12 @@ def parse_args(prog: str, description: str, argv: list[str] | None = None
     """tuning.run's flags. Each defaults to None, its default stated in its help and filled in
     by `resolve`, so that a resume can tell the flags given from those left to the run's record.
     (One flat list of flags: longer than a function should be, and clearer whole.)"""
-    from trainables.data import DATASETS
-
     p = argparse.ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter)
     add = p.add_argument
-    add("--space", help="search space to run (see --list-spaces)")
+    add("--space", help="search space: a built-in one's name (see --list-spaces), or a file or "
+                        "module of your own, which may hold its task too")
+    add("--task", help="what is trained: a built-in task's name (fashion_mnist, mnist), or a file "
+                       "or module (default: the space's own, else fashion_mnist)")
     add("--list-spaces", action="store_true", help="list the spaces and their parameters")
     add("--num-samples", type=int, help="trials to run (default: the space's budget)")
     add("--max-epochs", type=int, help="epochs of the longest trial, ASHA's max_t (default: the "
@@ -69,12 +69,10 @@ def parse_args(prog: str, description: str, argv: list[str] | None = None
     add("--time-budget", type=float, help="seconds this command may run trials; --resume goes on "
                                           "(default: no limit)")
     add("--seed", type=int, help="seed of the TPE sampler (default: 0)")
-    add("--dataset", choices=list(DATASETS), help="dataset (default: fashion_mnist)")
-    add("--model", help="model, where the space leaves it open (default: the space's, else mlp)")
-    add("--data-dir", type=Path, help="folder with the dataset's IDX files (default: a per-user "
-                                      "cache folder, then the system's copy)")
-    add("--val-size", type=int, help="images split off the training set for validation "
-                                     "(default: 10000)")
+    add("--data-dir", type=Path, help="folder handed to the task's load_data (default: a per-user "
+                                      "cache folder; the built-in tasks then try the system's copy)")
+    add("--val-size", type=int, help="samples split off the training split for validation, where "
+                                     "the task has no validation split (default: a sixth)")
     add("--storage-path", help="folder runs are written to; on a cluster one every node mounts "
                                "(default: runs)")
     add("--name", help="run name (default: SPACE-DATE-TIME; with --resume: the newest run of the "
@@ -88,19 +86,19 @@ def parse_args(prog: str, description: str, argv: list[str] | None = None
     add("--final", action="store_true", help="then train the best config on the whole training "
                                              "set and test it")
     add("--smoke-test", action="store_true", default=None,
-        help="a run of seconds: 4 trials of 2 epochs on 2,000 images")
+        help="a run of seconds: 4 trials of 2 epochs on 2,000 samples, unless those flags are given")
     return p.parse_args(argv)
 
 
 # what a resume continues as recorded, refusing a flag that differs; what it takes as recorded
 # unless given (the data's folder may move: the data's hash in run.json says whether they are the
 # same); the rest belongs to one command (time budget, address)
-RECORDED = ("num_samples", "max_epochs", "grace_period", "reduction_factor", "seed", "dataset",
-            "model", "val_size", "smoke_test", "confirm_seeds", "max_concurrent")
+RECORDED = ("num_samples", "max_epochs", "grace_period", "reduction_factor", "seed", "val_size",
+            "smoke_test", "confirm_seeds", "max_concurrent")
 CHANGEABLE = ("cpus_per_trial", "gpus_per_trial", "data_dir")
-DEFAULTS = {"seed": 0, "dataset": "fashion_mnist", "val_size": 10_000, "smoke_test": False,
-            "confirm_seeds": 3, "cpus_per_trial": 1.0}
-SMOKE_TEST = {"num_samples": 4, "max_epochs": 2, "grace_period": 1}  # on 2,000 images
+DEFAULTS = {"seed": 0, "smoke_test": False, "confirm_seeds": 3, "cpus_per_trial": 1.0}
+SMOKE_TEST = {"num_samples": 4, "max_epochs": 2, "grace_period": 1}  # on 2,000 samples
+SMOKE_SAMPLES = 2_000
 
 
 def _flag(key: str) -> str:
@@ -110,21 +108,24 @@ def _flag(key: str) -> str:
 def _new(args: argparse.Namespace, space: Space) -> dict[str, Any]:
     """A new run's settings: the flags given, else the space's budget and the defaults."""
     given = {k: v for k, v in vars(args).items() if v is not None}
-    values = {**DEFAULTS, **dataclasses.asdict(space.budget), **given}
+    smoke = SMOKE_TEST if given.get("smoke_test") else {}
+    values = {**DEFAULTS, **dataclasses.asdict(space.budget), **smoke, **given}  # a flag given wins
     if "grace_period" not in given:
-        values["grace_period"] = min(space.budget.grace_period, values["max_epochs"])
-    if values["smoke_test"]:
-        values.update(SMOKE_TEST, val_size=min(values["val_size"], 500))
+        values["grace_period"] = min(values["grace_period"], values["max_epochs"])
     return values
 
 
-def _resumed(args: argparse.Namespace, record: dict[str, Any]) -> dict[str, Any]:
+def _resumed(args: argparse.Namespace, record: dict[str, Any], space: Space) -> dict[str, Any]:
     """A resumed run's settings: as recorded, a flag given only where it changes nothing."""
     values = {**DEFAULTS, **{k: record[k] for k in (*RECORDED, *CHANGEABLE) if k in record}}
+    # runs recorded before tasks were named trained the built-in task named like their dataset
+    values["task"] = (record.get("task") or {}).get("ref") or record.get("dataset", "fashion_mnist")
     for key, value in vars(args).items():
         if value is None or key not in values:
             continue
-        if key in RECORDED and value != values[key]:
+        if key == "task":
+            value = task_ref(args, space)
+        if key in (*RECORDED, "task") and value != values[key]:
             change = (f"{_flag(key)} differs from the run, started without it" if value is True
                       else f"{_flag(key)} {value} differs from the run's "
                       f"{'default' if values[key] is None else values[key]}")
@@ -134,14 +135,34 @@ def _resumed(args: argparse.Namespace, record: dict[str, Any]) -> dict[str, Any]
     return values
 
 
+def task_ref(args: argparse.Namespace, space: Space) -> str:
+    """The task a run trains: --task, else the space's own, else the default; a file's absolute
+    path, so that the trials and a resume find it wherever they run."""
+    from trainables.task import DEFAULT_TASK, is_file_ref
+
+    if args.task and space.task and space.task == space.ref:
+        raise UsageError(f"--task {args.task}: the space {space.name} brings its own task "
+                         f"({space.path}); give one or the other")
+    if args.task:
+        ref, folder = args.task, Path.cwd()
+    else:  # a file the space's TASK names lies beside the space
+        ref, folder = space.task or DEFAULT_TASK, Path(space.path or ".").parent
+    return str((folder / Path(ref).expanduser()).resolve()) if is_file_ref(ref) else ref
+
+
 def resolve(args: argparse.Namespace, space: Space, record: dict[str, Any] | None = None
             ) -> Settings:
     """The run's settings, checked; `record` is run.json of the run a resume continues."""
+    from trainables.data import default_data_dir
+
     args = argparse.Namespace(**vars(args))
     if args.data_dir is not None:  # the trials' working directories are not ours
         args.data_dir = str(Path(args.data_dir).expanduser().resolve())
-    values = _resumed(args, record) if record is not None else _new(args, space)
-    values.update(space=space.name, storage_path=str(args.storage_path or "runs"),
+    if record is None:
+        args.task = task_ref(args, space)
+    values = _resumed(args, record, space) if record is not None else _new(args, space)
+    values["data_dir"] = values.get("data_dir") or str(default_data_dir())
+    values.update(space=space.ref or space.name, storage_path=str(args.storage_path or "runs"),
                   name=args.name, resume=bool(args.resume), final=bool(args.final),
                   address=args.address or os.environ.get("RAY_ADDRESS"),
                   time_budget=args.time_budget)
@@ -182,7 +203,7 @@ def check(s: Settings, space: Space) -> None:
          f"--max-concurrent must be at least 1, got {s.max_concurrent}"),
         (s.time_budget is None or s.time_budget > 0,
          f"--time-budget must be above 0 seconds, got {s.time_budget}"),
-        (s.val_size > 0, f"--val-size must be at least 1, got {s.val_size}"),
+        (s.val_size is None or s.val_size > 0, f"--val-size must be at least 1, got {s.val_size}"),
         (s.confirm_seeds >= 0, f"--confirm-seeds must be 0 or more, got {s.confirm_seeds}"),
     ]
     for ok, message in checks:
@@ -199,22 +220,4 @@ def check(s: Settings, space: Space) -> None:
         if not torch.cuda.is_available():
             raise UsageError(f"--gpus-per-trial {s.gpus_per_trial:g} asked for, but this machine "
                              "has no CUDA device; pass --gpus-per-trial 0")
-    _check_model(s, space)
 
-
-def _check_model(s: Settings, space: Space) -> None:
-    from trainables.models import MODELS
-
-    fixed = fixed_settings(space, s.max_epochs).get("model")
-    if s.model is not None and s.model not in MODELS:
-        raise UsageError(f"--model {s.model!r} is not one of: {', '.join(MODELS)}")
-    if s.model is not None and fixed is not None and fixed != s.model:
-        raise UsageError(f"space {space.name!r} trains model {fixed!r}; "
-                         f"--model {s.model} applies to spaces that leave it open")
-
-
-def trial_settings(s: Settings, space: Space) -> dict[str, Any]:
-    """What every trial's config holds beside the tuned values: the dataset, and the model where
-    the space or --model fixes it."""
-    model = s.model or fixed_settings(space, s.max_epochs).get("model")
-    return {"dataset": s.dataset, **({"model": model} if model else {})}

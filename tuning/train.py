@@ -1,7 +1,9 @@
-"""Train one configuration on the whole training set, evaluating on the test set after each epoch.
+"""Train one configuration of a task on its whole training set, testing after each epoch on the
+task's test split where it has one.
 
     python -m tuning.train --config tutorial.json
     python -m tuning.train --config runs/sgd_vs_adam/best_config.json   # writes runs/sgd_vs_adam/final/
+    python -m tuning.train --config c.json --task my_task.py
 
 Writes model.pt (the state dict), final_metrics.json, config.json and curve.png to --output.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -17,26 +20,59 @@ from typing import Any
 
 import torch
 
-from results.cli import HelpFormatter, fail
+from results.cli import HelpFormatter, UsageError, fail
 from results.rundir import (BEST_CONFIG_FILE, FINAL_DIR, FINAL_METRICS_FILE, RUN_FILE, write_atomic,
                             write_json)
-from trainables.config import BOOKKEEPING_KEYS, ConfigError, TrainConfig, parse_config
-from trainables.data import DataError, load_dataset
-from trainables.loop import Trainer, is_diverged, to_device
+from trainables.config import ConfigError, TrainConfig, bookkeeping, parse_config
+from trainables.data import DataError, concat, default_data_dir
+from trainables.loop import Trainer, is_diverged
+from trainables.task import Task, TaskError, load_module, load_task
 
 PROG = "python -m tuning.train"
 
 
-def read_config(path: Path) -> TrainConfig:
+def _read_json(path: Path) -> Any:
     try:
-        raw = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"cannot read config file {path}: {err}") from None
     except json.JSONDecodeError as err:
         raise ConfigError(f"{path} is not valid JSON: {err}") from None
-    return parse_config(raw, ignore=BOOKKEEPING_KEYS)
+
+
+def known_hyperparameters(task: Task, run_file: Path) -> dict[str, Any]:
+    """The task's own hyperparameters, and every name its file's space, or the space of the run
+    whose run.json is `run_file`, sets."""
+    from search_spaces import get_space
+    from tuning.check import known_hyperparameters as of_space
+
+    refs = []
+    if callable(getattr(load_module(task.ref, "trainables.tasks"), "define", None)):
+        refs.append(task.ref)
+    if run_file.is_file():
+        run = json.loads(run_file.read_text())
+        refs.append(run.get("space_ref") or run.get("space"))
+    known = dict(task.hyperparameters)
+    for ref in refs:
+        space = get_space(ref)
+        known = {**of_space(task, space, space.budget.max_epochs), **known}
+    return known
+
+
+def read_config(path: Path, task_ref: str | None = None) -> tuple[TrainConfig, Task]:
+    """The config in a JSON file and the task it trains: --task, else the file's "task" (a run's
+    best_config.json names it), else the default task."""
+    raw = _read_json(path)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"the config must be a JSON object of settings, got {type(raw).__name__}")
+    # "dataset": how configs named the built-in task before there were tasks
+    task = load_task(task_ref or raw.get("task") or raw.get("dataset"))
+    ignore = (*bookkeeping(raw), "dataset")
+    config = parse_config(raw, ignore=ignore,
+                          hyperparameters=known_hyperparameters(task, path.parent / RUN_FILE))
+    return config, task
 
 
 def default_output(config_path: Path) -> Path:
@@ -64,31 +100,40 @@ def check_device(device: str) -> None:
                           f"device{'s' if count != 1 else ''} ({have})")
 
 
-def plot_curve(epochs: list[dict[str, Any]], path: Path, title: str) -> None:
+def plot_curve(epochs: list[dict[str, Any]], path: Path, title: str, metric: str) -> None:
+    """Loss per epoch, and the test metric where the task has a test split."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from results.metric import Score
+
+    score = Score(f"test_{metric}")
+    tested = score.column in epochs[0]
     x = [e["epoch"] for e in epochs]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig, axes = plt.subplots(1, 2 if tested else 1, figsize=(9 if tested else 5, 3.5),
+                             squeeze=False)
+    ax_loss = axes[0][0]
     ax_loss.plot(x, [e["train_loss"] for e in epochs], "o-", label="train")
-    ax_loss.plot(x, [e["test_loss"] for e in epochs], "o-", label="test")
+    if tested:
+        ax_loss.plot(x, [e["test_loss"] for e in epochs], "o-", label="test")
+        words = f"test {score.words}"
+        axes[0][1].plot(x, [score.scale(e[score.column]) for e in epochs], "o-", color="tab:green")
+        axes[0][1].set(xlabel="epoch", ylabel=words + (" (%)" if score.percent else ""),
+                       title=words)
     ax_loss.set(xlabel="epoch", ylabel="average loss", title="loss")
     ax_loss.legend()
-    ax_acc.plot(x, [100 * e["test_accuracy"] for e in epochs], "o-", color="tab:green")
-    ax_acc.set(xlabel="epoch", ylabel="test accuracy (%)", title="test accuracy")
     fig.suptitle(title)
     fig.tight_layout()
     write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)
 
 
-def fit_with_progress(trainer: Trainer, train_xy: tuple[torch.Tensor, torch.Tensor],
-                      test_xy: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
+def fit_with_progress(trainer: Trainer, train: Any, test: Any) -> dict[str, float]:
     """One epoch, printing the tutorial's loss line every 100 batches (beside a progress bar on a
     terminal)."""
-    size, batch_size = len(train_xy[1]), trainer.config.batch_size
+    size, batch_size = len(train), trainer.config.batch_size
     bar = None
     if sys.stdout.isatty():
         from tqdm import tqdm
@@ -102,35 +147,64 @@ def fit_with_progress(trainer: Trainer, train_xy: tuple[torch.Tensor, torch.Tens
             line = f"loss: {loss.item():>7f}  [{current:>5d}/{size:>5d}]"
             bar.write(line) if bar is not None else print(line, flush=True)
 
-    metrics = trainer.fit_epoch(train_xy, test_xy, on_batch, holdout_name="test")
+    metrics = trainer.fit_epoch(train, test, on_batch, holdout_name="test")
     if bar is not None:
         bar.close()
     return metrics
 
 
-def train(config: TrainConfig, output: Path, data_dir: Path | None, device: str) -> dict[str, Any]:
-    """Train and evaluate as the tutorial does, print its familiar lines, and write the results."""
-    train_split, test_split = load_dataset(config.dataset, data_dir)
-    train_xy, test_xy = to_device(train_split, device), to_device(test_split, device)
-    trainer = Trainer(config, device)
+def workers() -> int:
+    """DataLoader worker processes for a map-style split: the CPUs beside the training one, up
+    to 4."""
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+def test_line(metrics: dict[str, float], metric: str) -> str:
+    """The tutorial's "Test Error" line, in the task's metric."""
+    from results.metric import Score
+
+    score = Score(f"test_{metric}")
+    value = metrics[score.column]
+    shown = f"{score.scale(value):>0.1f}%" if score.percent else f"{value:>8f}"
+    return (f"Test Error: \n {score.words[0].upper()}{score.words[1:]}: {shown}, "
+            f"Avg loss: {metrics['test_loss']:>8f} \n")
+
+
+def train(config: TrainConfig, task: Task, output: Path, data_dir: Path | str | None,
+          device: str) -> dict[str, Any]:
+    """Train on the task's whole training set (its training and validation splits), test on its
+    test split after each epoch where it has one, print the tutorial's familiar lines, and write
+    the results."""
+    splits = task.splits(Path(data_dir) if data_dir else default_data_dir())
+    whole = concat(splits["train"], splits["val"]) if "val" in splits else splits["train"]
+    trainer = Trainer(config, task, device, workers())
+    train_feed = trainer.feed(whole, train=True)
+    test_feed = trainer.feed(splits["test"], train=False) if "test" in splits else None
+    if test_feed is None:
+        print(f"The task {task.name} has no test split: training on its {len(train_feed)} "
+              "samples, testing nothing")
+    metric = task.metric.name
     history = []
     for epoch in range(1, config.epochs + 1):
         print(f"Epoch {epoch}\n-------------------------------")
-        metrics = fit_with_progress(trainer, train_xy, test_xy)
-        print(f"Test Error: \n Accuracy: {100 * metrics['test_accuracy']:>0.1f}%, "
-              f"Avg loss: {metrics['test_loss']:>8f} \n", flush=True)
+        metrics = fit_with_progress(trainer, train_feed, test_feed)
+        print(test_line(metrics, metric) if test_feed is not None else
+              f"Train loss: {metrics['train_loss']:>8f} \n", flush=True)
         history.append({**metrics, "seconds": round(metrics["seconds"], 3)})
         if is_diverged(metrics):
             print(f"Stopped: the loss is {metrics['train_loss']} after epoch {epoch} (diverged); "
                   "lower the learning rate.")
             break
+    last = history[-1]
     result = {
         "config": config.to_dict(),
+        "task": task.ref,
+        "metric": metric,
         "device": str(device),
         "epochs": history,
-        "test_accuracy": history[-1]["test_accuracy"],
-        "test_loss": history[-1]["test_loss"],
-        "diverged": is_diverged(metrics),
+        **({f"test_{metric}": last[f"test_{metric}"], "test_loss": last["test_loss"]}
+           if test_feed is not None else {}),
+        "diverged": is_diverged(last),
         "seconds": round(sum(e["seconds"] for e in history), 3),
     }
     write_results(result, trainer, output)
@@ -142,9 +216,10 @@ def write_results(result: dict[str, Any], trainer: Trainer, output: Path) -> Non
     there."""
     config = trainer.config
     write_atomic(output / "model.pt", lambda tmp: torch.save(trainer.model.state_dict(), tmp))
-    write_json(output / "config.json", config.to_dict())
+    write_json(output / "config.json", {**config.to_dict(), "task": trainer.task.ref})
     plot_curve(result["epochs"], output / "curve.png",
-               f"{config.model} / {config.optimizer} lr={config.lr:g} batch={config.batch_size}")
+               f"{trainer.task.name} / {config.optimizer} lr={config.lr:g} "
+               f"batch={config.batch_size}", result["metric"])
     write_json(output / FINAL_METRICS_FILE, result)
 
 
@@ -152,13 +227,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0],
                                      formatter_class=HelpFormatter)
     parser.add_argument("--config", type=Path, required=True,
-                        help="JSON file of settings: optimizer and lr, and optionally dataset, model, "
-                             "batch_size, epochs, momentum, weight_decay, schedule, shuffle, seed")
+                        help="JSON file of settings: optimizer and lr, and optionally batch_size, "
+                             "epochs, momentum, weight_decay, schedule, shuffle, seed, the task "
+                             "and the task's own hyperparameters")
+    parser.add_argument("--task", help="the task to train: a built-in task's name, a file or a "
+                                       "module (default: the config's task, else fashion_mnist)")
     parser.add_argument("--output", type=Path, default=None,
                         help=f"where to write the results (default: the run's {FINAL_DIR}/ for a "
                              f"{BEST_CONFIG_FILE}, else runs/train-<config name>)")
     parser.add_argument("--data-dir", type=Path, default=None,
-                        help="folder with the dataset's IDX files (default: a per-user cache folder)")
+                        help="folder handed to the task's load_data (default: the run's, for a "
+                             "best_config.json; else a per-user cache folder)")
     parser.add_argument("--device", default=default_device(),
                         help="cpu or cuda (default: cuda when available, else cpu)")
     return parser
@@ -167,15 +246,32 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
-        config = read_config(args.config)
+        config, task = read_config(args.config, args.task)
         check_device(args.device)
         output = args.output or default_output(args.config)
         started = time.perf_counter()
-        result = train(config, output, args.data_dir, args.device)
-    except (ConfigError, DataError) as err:
+        result = train(config, task, output, args.data_dir or run_data_dir(args.config),
+                       args.device)
+    except (ConfigError, DataError, TaskError, UsageError) as err:
         fail(PROG, str(err))
-    print(f"Test accuracy {100 * result['test_accuracy']:.2f}% after {len(result['epochs'])} epochs "
+    print(f"{final_words(result)} after {len(result['epochs'])} epochs "
           f"({time.perf_counter() - started:.0f} s); results in {output}/")
+
+
+def run_data_dir(config_path: Path) -> str | None:
+    """The data folder of the run a best_config.json belongs to, where it sits in one."""
+    run_file = config_path.parent / RUN_FILE
+    return json.loads(run_file.read_text()).get("data_dir") if run_file.is_file() else None
+
+
+def final_words(result: dict[str, Any]) -> str:
+    """'Test accuracy 89.12%', 'Test RMSE 53.21', or 'Not tested (no test split)'."""
+    from results.metric import Score
+
+    score = Score(f"test_{result['metric']}")
+    if score.column not in result:
+        return "Not tested (the task has no test split)"
+    return f"Test {score.words} {score.format(result[score.column], digits=2)}"
 
 
 if __name__ == "__main__":

@@ -11,13 +11,30 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from search_spaces import Space, baseline_params, compare_choices
+from search_spaces import Space
 from results.cli import UsageError
+from results.metric import Score
 from results.rundir import TRIAL_DIR_PREFIX
-from tuning.record import METRIC, MODE, storage_dir
-from tuning.settings import Settings, trial_settings
+from trainables.task import Task
+from tuning.record import storage_dir
+from tuning.settings import Settings
 
 LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray binds 127.0.0.1, as on a laptop
+
+
+def join_or_start(address: str | None) -> None:
+    """Join the Ray cluster at `address`, or start a Ray of our own."""
+    import ray
+
+    if address:
+        try:
+            ray.init(address=address, log_to_driver=True)
+        except Exception as err:  # ray raises ConnectionError, RuntimeError, ValueError here
+            raise UsageError(f"cannot join the Ray cluster at {address}: "
+                             f"{str(err).strip().splitlines()[0]}") from None
+    else:
+        # "local": always a fresh instance, never a cluster some other process left running
+        ray.init(address="local", include_dashboard=False)
 
 
 def start_ray(s: Settings) -> float:
@@ -25,15 +42,8 @@ def start_ray(s: Settings) -> float:
     the GPUs per trial, resolved."""
     import ray
 
-    if s.address:
-        try:
-            ray.init(address=s.address, log_to_driver=True)
-        except Exception as err:  # ray raises ConnectionError, RuntimeError, ValueError here
-            raise UsageError(f"cannot join the Ray cluster at {s.address}: "
-                             f"{str(err).strip().splitlines()[0]}") from None
-    else:
-        # "local": always a fresh instance, never a cluster some other process left running
-        ray.init(address="local", include_dashboard=False)
+    if not ray.is_initialized():  # tuning.tune() again in one process: the Ray it started
+        join_or_start(s.address)
     gpus_available = ray.cluster_resources().get("GPU", 0)
     gpus = s.gpus_per_trial if s.gpus_per_trial is not None else float(bool(gpus_available))
     if gpus > 0 and not gpus_available:
@@ -84,40 +94,44 @@ def trial_dirname(trial: Any) -> str:
     return f"{TRIAL_DIR_PREFIX}{trial.trial_id}"
 
 
-def make_trainable(s: Settings, data: dict) -> Any:
+def make_trainable(s: Settings, task: Task, data: Any) -> Any:
+    """The trainable with the task and the data (trainables.trainable.TrialData) in Ray's object
+    store, once per experiment; a task from a file travels by value."""
     from ray import tune
 
     from trainables.trainable import train_trial
 
-    return tune.with_resources(tune.with_parameters(train_trial, data=data),
+    task.picklable()
+    return tune.with_resources(tune.with_parameters(train_trial, task=task, data=data),
                                {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial})
 
 
-def search_tuner(s: Settings, space: Space, run_dir: Path, data: dict, restore: bool) -> Any:
+def search_tuner(s: Settings, space: Space, run_dir: Path, checked: Any, data: Any,
+                 restore: bool) -> Any:
     """The search's Tuner: StudySearch proposing, RaceScheduler stopping, one Ray trial per
-    study trial; restored from run_dir, also from a run directory moved since."""
+    study trial; restored from run_dir, also from a run directory moved since. `checked`: what
+    tuning.check found (the task, the compared values, trial 0)."""
     from ray import tune
 
     from tuning.progress import Progress, asha_epochs
     from tuning.race import RaceScheduler
     from tuning.search import StudySearch, restoring_at
 
-    trainable = make_trainable(s, data)
+    trainable = make_trainable(s, checked.task, data)
     if restore:
         with restoring_at(run_dir):
             return tune.Tuner.restore(str(run_dir), trainable=trainable, resume_unfinished=True,
                                       resume_errored=True)
-    choices = compare_choices(space, s.max_epochs)
-    fixed = trial_settings(s, space)
-    compare = space.compare if choices else None
-    study = StudySearch(s.space, s.max_epochs, fixed, run_dir, METRIC, MODE, s.seed,
+    metric = checked.task.metric
+    score = Score(f"val_{metric.name}", metric.mode)
+    compare = space.compare if checked.choices else None
+    study = StudySearch(s.space, s.max_epochs, run_dir, score.column, score.mode, s.seed,
                         study_name=run_dir.name, num_samples=s.num_samples, compare=compare,
-                        choices=choices,
-                        baseline=baseline_params(space, s.max_epochs, fixed.get("model")))
+                        choices=checked.choices, baseline=checked.baseline)
     if s.max_concurrent:
         study.set_max_concurrency(s.max_concurrent)
     # each compared value races in its own ASHA rungs; the study hears every ASHA stop
-    scheduler = RaceScheduler(compare, METRIC, MODE, s.max_epochs, s.grace_period,
+    scheduler = RaceScheduler(compare, score.column, score.mode, s.max_epochs, s.grace_period,
                               s.reduction_factor, study=study)
     return tune.Tuner(
         trainable,
@@ -130,7 +144,7 @@ def search_tuner(s: Settings, space: Space, run_dir: Path, data: dict, restore: 
             # Ray forces whenever a checkpoint it may delete is still referenced
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=1),  # e.g. a lost node: retry once
-            callbacks=[Progress("search", s.num_samples, METRIC, asha_epochs(
+            callbacks=[Progress("search", s.num_samples, score, asha_epochs(
                 s.max_epochs, s.grace_period, s.reduction_factor))],
             verbose=1,
         ),
