@@ -23,13 +23,17 @@ from results.rundir import CONFIRM_DIR
 from trainables.config import CONFIRMS
 
 TOP = 3  # configs confirmed where the space compares nothing
+NOISE = 0.05  # Welch's p at or above which a gap is within the seed noise
+# a config is cheaper where it trains in at most this share of another's seconds: closer times
+# are within the timing noise of a shared machine
+CHEAPER = 0.9
 
 
 def columns(score: str) -> list[str]:
     """confirmation.csv's columns (before the compared value, which comes first where there is
     one) for a run scored by the `score` column."""
     losses = [] if score == "val_loss" else ["val_loss"]
-    return ["trial_id", "seed", "run", "status", "epochs", score, *losses, "seconds"]
+    return ["trial_id", "seed", "run", "status", "epochs_run", score, *losses, "seconds"]
 
 
 def candidates(board: pd.DataFrame, compare: str | None) -> pd.DataFrame:
@@ -67,7 +71,7 @@ def _row(trial_id: str, seed: Any, run: str, status: str, epochs: list[dict[str,
          score: str) -> dict:
     last = epochs[-1] if epochs else {}
     return {"trial_id": trial_id, "seed": seed, "run": run, "status": status,
-            "epochs": last.get("epoch", 0), score: last.get(score, math.nan),
+            "epochs_run": last.get("epoch", 0), score: last.get(score, math.nan),
             "val_loss": last.get("val_loss", math.nan),
             "seconds": round(sum(e["seconds"] for e in epochs), 1)}
 
@@ -110,14 +114,15 @@ def confirmation_table(experiment: Experiment, board: pd.DataFrame) -> pd.DataFr
 
 def stats(table: pd.DataFrame, compare: str | None, score: Score = Score()) -> pd.DataFrame:
     """Per confirmed config: mean and sample standard deviation of the metric at the last epoch
-    over its runs that trained every planned epoch, best mean first in the metric's direction;
-    `runs` counts them all."""
-    names = ([compare] if compare else []) + ["trial_id", "mean", "sd", "seeds", "runs"]
+    over its runs that trained every planned epoch, and their mean training seconds (its cost),
+    best mean first in the metric's direction; `runs` counts them all."""
+    names = ([compare] if compare else []) + ["trial_id", "mean", "sd", "seeds", "runs", "seconds"]
     if not len(table):
         return pd.DataFrame(columns=names)
     done = table[table["status"] == "completed"]
     scores = done.groupby("trial_id")[score.column]
-    out = pd.DataFrame({"mean": scores.mean(), "sd": scores.std(ddof=1), "seeds": scores.size()})
+    out = pd.DataFrame({"mean": scores.mean(), "sd": scores.std(ddof=1), "seeds": scores.size(),
+                        "seconds": done.groupby("trial_id")["seconds"].mean()})
     out["runs"] = table.groupby("trial_id").size()
     out = out.reset_index()
     if compare:
@@ -140,3 +145,44 @@ def welch_p(table: pd.DataFrame, a: str, b: str, score: Score = Score()) -> floa
     with warnings.catch_warnings():  # scipy warns of lost precision where the runs nearly agree
         warnings.simplefilter("ignore", RuntimeWarning)
         return float(ttest_ind(x, y, equal_var=False).pvalue)
+
+
+def within_noise(table: pd.DataFrame, a: pd.Series, b: pd.Series,
+                 score: Score = Score()) -> tuple[bool, float]:
+    """(whether configs a and b, rows of stats(), are even within the seed noise, Welch's p of
+    the two): both confirmed over 2 seeds or more and their gap not significant (p >= NOISE), the
+    rule by which the answer calls two choices even."""
+    p = welch_p(table, a["trial_id"], b["trial_id"], score)
+    return min(a["seeds"], b["seeds"]) >= 2 and math.isfinite(p) and p >= NOISE, p
+
+
+def cheapest_as_good(table: pd.DataFrame, found: pd.DataFrame,
+                     score: Score = Score()) -> tuple[pd.Series, float] | None:
+    """Of the configs `found` (stats(): the best mean first), the one of lowest training cost
+    (mean seconds per run) that is as good as the best within the seed noise, with Welch's p
+    against the best; None where none is cheaper (cheaper_than), or every cheaper one is worse."""
+    best = found.iloc[0]
+    cheaper = cheaper_than(found, best).sort_values("seconds", kind="stable")
+    for _, row in cheaper.iterrows():
+        even, p = within_noise(table, best, row, score)
+        if even:
+            return row, p
+    return None
+
+
+def cheaper_than(found: pd.DataFrame, config: pd.Series) -> pd.DataFrame:
+    """The configs of `found` that train in at most CHEAPER times `config`'s seconds."""
+    return found[found["seconds"] <= CHEAPER * config["seconds"]]
+
+
+def front(found: pd.DataFrame, score: Score = Score()) -> pd.DataFrame:
+    """The confirmed configs no other beats on both cost and mean (the Pareto front), cheapest
+    first."""
+    rows = found.dropna(subset=["seconds", "mean"]).sort_values(
+        ["seconds", "mean"], ascending=[True, not score.higher_is_better], kind="stable")
+    keep, best = [], None
+    for index, row in rows.iterrows():
+        if best is None or score.gain(row["mean"], best) > 0:
+            keep.append(index)
+            best = row["mean"]
+    return rows.loc[keep]

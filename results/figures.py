@@ -27,6 +27,9 @@ def captions(score: Score) -> dict[str, str]:
         "metric_vs_lr": f"Best {label} ({score.better}) against learning rate",
         "anytime": f"Best {label} found so far against the epochs and the wall time the search "
                    "spent, per compared choice",
+        "cost_vs_metric": f"Confirmed {label} (mean ± sd over seeds) against training seconds "
+                          "a run, per confirmed config; the line joins those no other beats on "
+                          "both",
         "optimization_history": f"Optuna: optimisation history of every trial's {label} at "
                                 "ASHA's first rung, a score every trial has",
         "param_importances": f"Optuna: hyperparameter importance, fitted on every trial's {label} "
@@ -220,6 +223,36 @@ def anytime(experiment: Experiment, board: pd.DataFrame, path: Path) -> Path:
     return path
 
 
+def cost_vs_metric(experiment: Experiment, board: pd.DataFrame, found: pd.DataFrame,
+                   path: Path) -> Path:
+    """Each confirmed config's mean ± sd against its training seconds a run, coloured by its
+    compared value, with the front of those no cheaper config beats marked."""
+    import matplotlib.pyplot as plt
+
+    from results.confirmation import front
+
+    compare, palette, group = _groups(experiment, board)
+    score = experiment.score
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for _, row in found.iterrows():
+        name = group.get(row["trial_id"], "all trials")
+        ax.errorbar(row["seconds"], score.scale(row["mean"]), yerr=score.scale(row["sd"] or 0),
+                    fmt="o", color=palette.get(name, "0.3"), capsize=3,
+                    label=f"{compare}={name}" if compare else f"trial {row['trial_id']}")
+        ax.annotate(f" {row['seeds']} seeds", (row["seconds"], score.scale(row["mean"])),
+                    fontsize=7, color="0.4")
+    edge = front(found, score)
+    ax.plot(edge["seconds"], score.scale(edge["mean"]), "--", color="0.3", linewidth=1,
+            label="front: none cheaper is better")
+    ax.set(xlabel="training seconds a run (mean over seeds)", ylabel=score.axis("confirmed"),
+           title=f"What each confirmed config costs ({score.better})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+    plt.close(fig)
+    return path
+
+
 def first_rung_study(study: Any, run: dict[str, Any]) -> tuple[Any, int | None]:
     """A copy of the study in which every trial that reached ASHA's first rung is COMPLETE with
     its value of the metric there, a score every trial has at the same fidelity (the study itself
@@ -298,9 +331,10 @@ def study_figures(study: Any, directory: Path, rung: int | None = None,
     return written, notes
 
 
-def write_figures(experiment: Experiment, board: pd.DataFrame,
-                  directory: Path) -> tuple[dict[str, Path], list[str]]:
-    """Draw every figure that can be drawn; return {stem: path} and notes on those left out."""
+def write_figures(experiment: Experiment, board: pd.DataFrame, directory: Path,
+                  found: pd.DataFrame | None = None) -> tuple[dict[str, Path], list[str]]:
+    """Draw every figure that can be drawn; return {stem: path} and notes on those left out.
+    found: the confirmed configs (results.confirmation.stats), where confirmation ran."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -315,6 +349,12 @@ def write_figures(experiment: Experiment, board: pd.DataFrame,
     else:
         notes.append(f"{experiment.score.words} against learning rate skipped: the trials have no "
                      "positive lr")
+    if found is not None and found["seconds"].notna().sum() >= 2:
+        written["cost_vs_metric"] = cost_vs_metric(experiment, board, found,
+                                                   directory / "cost_vs_metric.png")
+    else:
+        notes.append(f"confirmed {experiment.score.words} against training time skipped: fewer "
+                     "than 2 configs were confirmed over 2 seeds or more")
     study, why = experiment.study, experiment.study_note
     if study is None:
         notes.append(f"{why}: the optimisation history, importance and parallel coordinates "

@@ -74,11 +74,13 @@ def build_reports(run_dir: Path) -> tuple[dict[str, Path], pd.DataFrame, list[st
     confirmed = confirmation_table(experiment, board)
     if len(confirmed):
         paths["confirmation"] = _write_csv(run_dir / CONFIRMATION_FILE, confirmed)
-    config = best_config(experiment, board, stats(confirmed, experiment.compare, experiment.score))
+    found = stats(confirmed, experiment.compare, experiment.score)
+    config = best_config(experiment, board, found)
     written, note = _write_best_config(run_dir, config, experiment.score.label)
     paths.update(written)
     notes += [note] if note else []
-    figures, figure_notes = write_figures(experiment, board, run_dir / FIGURES_DIR)
+    figures, figure_notes = write_figures(experiment, board, run_dir / FIGURES_DIR,
+                                          found[found["seeds"] >= 2])
     paths.update(figures)
     notes += figure_notes
     errored = board[board["status"] == "errored"]

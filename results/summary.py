@@ -12,7 +12,8 @@ from typing import Any
 
 import pandas as pd
 
-from results.confirmation import candidates, stats, welch_p
+from results.confirmation import (CHEAPER, NOISE, candidates, cheaper_than, cheapest_as_good,
+                                  stats, welch_p, within_noise)
 from results.experiment import STATUSES, Experiment
 from results.figures import FIGURES, captions
 from results.leaderboard import display_table, hyperparameter_columns, varying
@@ -24,7 +25,9 @@ NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop", "
 
 
 def _name(column: str, value: Any) -> str:
-    return NAMES.get(value, str(value)) if column == "optimizer" else f"{column} {value}"
+    if column == "optimizer":
+        return NAMES.get(value, str(value))
+    return f"{value} epochs" if column == "epochs" else f"{column} {value}"
 
 
 def _trials(n: int) -> str:
@@ -65,7 +68,7 @@ def _confirmed(experiment: Experiment, board: pd.DataFrame, table: pd.DataFrame,
     p = welch_p(table, first["trial_id"], second["trial_id"], score)
     test = f"Welch's t-test p = {p:.2g}" if math.isfinite(p) else "too few seeds for Welch's t-test"
     numbers = f"{metric} {said(first)}, against {said(second)}"
-    if math.isfinite(p) and p < 0.05:
+    if math.isfinite(p) and p < NOISE:
         text = f"{name} won: {numbers}; {gap} exceeds the seed noise ({test})."
     else:
         text = (f"{name} and {other} are even within seed noise: {numbers}; {gap} is within "
@@ -112,6 +115,52 @@ def _over_baseline(board: pd.DataFrame, score: Score, winner: pd.Series, subject
             f"{said}, trial {row['trial_id']}).")
 
 
+def _test(p: float) -> str:
+    return f"p = {p:.2g}" if math.isfinite(p) else "too few seeds to test"
+
+
+def _longer(experiment: Experiment, table: pd.DataFrame, found: pd.DataFrame) -> str:
+    """Where the run compares epochs: what each longer training buys over the next shorter one,
+    confirmed mean against confirmed mean, within the noise or beyond it."""
+    if experiment.compare != "epochs" or len(found) < 2:
+        return ""
+    score = experiment.score
+    ladder = found.sort_values("epochs", key=lambda e: pd.to_numeric(e), kind="stable")
+    steps = []
+    for (_, short), (_, long) in zip(ladder.iloc[:-1].iterrows(), ladder.iloc[1:].iterrows()):
+        even, p = within_noise(table, long, short, score)
+        margin = f"{score.margin(long['mean'], short['mean'])} {short['epochs']}"
+        if not even:  # beyond the noise, or too few seeds to tell
+            steps.append(f"{long['epochs']} epochs: {margin} ({_test(p)})")
+        else:
+            steps.append(f"{long['epochs']} epochs: no gain over {short['epochs']} within the "
+                         f"noise ({margin}, {_test(p)})")
+    return " What more epochs buy, confirmed mean against confirmed mean: " + "; ".join(steps) + "."
+
+
+def _cheapest(experiment: Experiment, board: pd.DataFrame, table: pd.DataFrame,
+              found: pd.DataFrame) -> str:
+    """The confirmed config of least training time that is as good as the best within the seed
+    noise, and what it saves; or that the best is the cheapest, or that every cheaper one is
+    worse."""
+    score, compare = experiment.score, experiment.compare
+    best = found.iloc[0]
+    if len(found) < 2 or not math.isfinite(best["seconds"]):
+        return ""
+    cheapest = cheapest_as_good(table, found, score)
+    faster = f"trains in {CHEAPER:.0%} of the best's time or less"
+    if cheapest is None:
+        if not len(cheaper_than(found, best)):
+            return f" No other confirmed config {faster}."
+        return f" Every confirmed config that {faster} is worse beyond the seed noise."
+    row, p = cheapest
+    return (f" The cheapest config as good as the best within the seed noise is "
+            f"{_label(board, row['trial_id'], compare)} ({_config(board, row['trial_id'], compare)}"
+            f"): {score.spread(row['mean'], row['sd'])} for {row['seconds'] / best['seconds']:.0%} "
+            f"of the training time ({row['seconds']:.0f} s against {best['seconds']:.0f} s a run; "
+            f"{_test(p)} against the best).")
+
+
 def answer(experiment: Experiment, board: pd.DataFrame, table: pd.DataFrame | None = None) -> str:
     """The run's question answered with numbers in the run's metric: confirmed means ± sd where
     confirmation ran, the margin over the task's baseline where the search had it as trial 0."""
@@ -123,7 +172,8 @@ def answer(experiment: Experiment, board: pd.DataFrame, table: pd.DataFrame | No
     found = stats(table, experiment.compare, score)
     if len(found) and found["seeds"].min() >= 2:
         return (_confirmed(experiment, board, table, found)
-                + _over_baseline(board, score, found.iloc[0], "The best confirmed mean", found))
+                + _over_baseline(board, score, found.iloc[0], "The best confirmed mean", found)
+                + _longer(experiment, table, found) + _cheapest(experiment, board, table, found))
     picks = candidates(board, experiment.compare).dropna(subset=[score.column])
     top = picks.sort_values(score.column, ascending=not score.higher_is_better).iloc[0]
     return _unconfirmed(experiment, board) + _over_baseline(board, score, top, "The best")
@@ -141,7 +191,7 @@ def cost(experiment: Experiment, board: pd.DataFrame, table: pd.DataFrame | None
         text += f", in {run['search_seconds'] / 60:.1f} min"
     runs = table[table["run"] == "confirmation"] if table is not None and len(table) else None
     if runs is not None and len(runs):
-        text += (f". Confirmation trained {len(runs)} more runs, {int(runs['epochs'].sum())} "
+        text += (f". Confirmation trained {len(runs)} more runs, {int(runs['epochs_run'].sum())} "
                  "epochs" + (f", in {run['confirm_seconds'] / 60:.1f} min"
                              if run.get("confirm_seconds") else ""))
     return text + "."
@@ -229,6 +279,7 @@ def confirmation_display(experiment: Experiment, confirmed: pd.DataFrame) -> pd.
                         if experiment.compare else {}),
                      "trial_id": row["trial_id"],
                      "mean ± sd": score.spread(row["mean"], row["sd"], digits=2),
+                     "train s": f"{row['seconds']:.0f}" if pd.notna(row["seconds"]) else "-",
                      "seeds": ", ".join(f"{s}: {score.format(a) if pd.notna(a) else st}"
                                         for s, a, st in zip(runs["seed"], runs[score.column],
                                                             runs["status"]))})
@@ -243,7 +294,8 @@ def _markdown_table(table: pd.DataFrame) -> str:
 
 def confirmation_heading(score: Score) -> tuple[str, str]:
     return ("Confirmation over seeds", f"Final {score.label} of each confirmed config trained for "
-                                       "its planned epochs with each seed (confirmation.csv).")
+                                       "its planned epochs with each seed, and its mean training "
+                                       "seconds a run (confirmation.csv).")
 
 
 def summary_markdown(experiment: Experiment, board: pd.DataFrame, written: dict[str, Path],

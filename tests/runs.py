@@ -142,7 +142,7 @@ def assert_raced_confirmed_and_reported(run_dir, baseline, column, budget):
     confirmed = pd.read_csv(run_dir / "confirmation.csv")
     assert set(confirmed["optimizer"]) == {"sgd", "adam"} and column in confirmed.columns
     for _, seeds in confirmed.groupby("trial_id"):
-        assert sorted(seeds["seed"]) == [0, 1] and set(seeds["epochs"]) == {budget["max_epochs"]}
+        assert sorted(seeds["seed"]) == [0, 1] and set(seeds["epochs_run"]) == {budget["max_epochs"]}
     summary = (run_dir / "summary.md").read_text()
     assert (run_dir / "report.html").stat().st_size > 10_000
     return board, summary

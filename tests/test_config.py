@@ -26,7 +26,8 @@ def test_every_key_is_read():
     """A config naming every key comes back with every value, typed as the dataclass says."""
     raw = {"optimizer": "sgd", "lr": 0.05, "batch_size": 128.0, "epochs": 3, "momentum": 0.9,
            "nesterov": True, "weight_decay": 1e-4, "schedule": "multistep", "gamma": 0.5,
-           "step_size": 2, "milestones": [1, 2], "shuffle": False, "seed": 7}
+           "step_size": 2, "milestones": [1, 2], "warmup_epochs": 1, "label_smoothing": 0.1,
+           "shuffle": False, "seed": 7}
     assert set(raw) == set(KEYS)
     config = parse_config(raw)
     assert config.to_dict() == {**raw, "batch_size": 128}
@@ -83,7 +84,7 @@ def test_non_positive_is_rejected(key, value):
 
 @pytest.mark.parametrize("key, allowed", [
     ("optimizer", "sgd, adam, adamw, rmsprop, adagrad"),
-    ("schedule", "none, step, multistep, exponential, cosine"),
+    ("schedule", "none, step, multistep, exponential, cosine, onecycle"),
 ])
 def test_unknown_choice_names_key_and_allowed_values(key, allowed):
     """An unknown optimizer or schedule names the key and the allowed values."""

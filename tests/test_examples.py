@@ -136,7 +136,7 @@ def test_the_study_holds_what_asha_did_and_the_reports_agree(diabetes):
     summary = (run_dir / "summary.md").read_text()
     assert (f"ASHA stopped {stopped} of 8 trials: {len(history)} of {planned} planned epochs run, "
             f"{100 * (1 - len(history) / planned):.0f}% saved") in summary
-    assert f"Confirmation trained {len(extra)} more runs, {extra['epochs'].sum()} epochs" in summary
+    assert f"Confirmation trained {len(extra)} more runs, {extra['epochs_run'].sum()} epochs" in summary
     for name in ("learning_curves", "metric_vs_lr", "anytime", "optimization_history",
                  "param_importances", "summary.md", "report.html"):
         written = list(run_dir.glob(f"**/{name}*"))

@@ -81,6 +81,12 @@ def cosine(epoch, epochs=4):
     ("multistep", {"milestones": [1, 3], "gamma": 0.1}, [1, 0.1, 0.1, 0.01, 0.01]),
     ("exponential", {"gamma": 0.5}, [1, 0.5, 0.25, 0.125, 0.0625]),
     ("cosine", {}, [cosine(e) for e in range(5)]),  # annealed to 0 over the config's 4 epochs
+    # a linear warm-up from lr / 3 over 2 epochs, then the cosine over the 2 epochs left
+    ("cosine", {"warmup_epochs": 2}, [1 / 3, 2 / 3, 1, cosine(1, 2), 0]),
+    ("none", {"warmup_epochs": 1}, [0.5, 1, 1, 1, 1]),
+    # one cycle over 5 steps: from lr / 25 up to lr by step 0.5 (30% of 5, less 1), then down
+    # on a cosine to lr / 25e4 at step 4, after the last epoch
+    ("onecycle", {}, [0.04, *(4e-6 + (1 - 4e-6) * cosine(t - 0.5, 3.5) for t in (1, 2, 3, 4))]),
 ])
 def test_schedule_lr_per_epoch(schedule, settings, expected):
     """Each schedule, stepped once per epoch, sets the learning rate of each epoch as expected."""
@@ -89,7 +95,7 @@ def test_schedule_lr_per_epoch(schedule, settings, expected):
     param = nn.Parameter(torch.zeros(1))
     optimizer = build_optimizer([param], config)
     scheduler = build_scheduler(optimizer, config)
-    assert (scheduler is None) == (schedule == "none")
+    assert (scheduler is None) == (schedule == "none" and not config.warmup_epochs)
     lrs = []
     for _ in range(5):
         lrs.append(optimizer.param_groups[0]["lr"])
@@ -97,3 +103,28 @@ def test_schedule_lr_per_epoch(schedule, settings, expected):
         if scheduler is not None:
             scheduler.step()
     assert lrs == pytest.approx(expected, abs=1e-12)
+
+
+def test_label_smoothing_smooths_the_training_loss_only():
+    """Label smoothing changes the loss trained on, not the task's loss that evaluation reports;
+    a task with a loss of its own refuses it in one line, as does a warm-up the run cannot fit."""
+    from torch.nn import functional as F
+
+    from trainables.config import ConfigError
+    from trainables.optim import training_loss
+
+    out, target = torch.tensor([[4.0, 0.0, 0.0]]), torch.tensor([0])
+    smoothed = training_loss(F.cross_entropy, parse_config(
+        {"optimizer": "adam", "lr": 1e-3, "label_smoothing": 0.2}))
+    expected = 0.8 * F.cross_entropy(out, target) - 0.2 * F.log_softmax(out, 1).mean()
+    assert smoothed(out, target) == pytest.approx(expected.item())
+    plain = parse_config({"optimizer": "adam", "lr": 1e-3})
+    assert training_loss(F.cross_entropy, plain) is F.cross_entropy
+    with pytest.raises(ConfigError, match="label_smoothing applies to the default cross-entropy"):
+        training_loss(F.mse_loss, parse_config({"optimizer": "adam", "lr": 1e-3,
+                                                "label_smoothing": 0.1}))
+    for bad, message in [({"warmup_epochs": 4, "epochs": 4}, "warmup_epochs must be fewer than"),
+                         ({"warmup_epochs": 1, "schedule": "onecycle"}, "warms up by itself"),
+                         ({"label_smoothing": 1.0}, "label_smoothing must be below 1")]:
+        with pytest.raises(ConfigError, match=message):
+            parse_config({"optimizer": "adam", "lr": 1e-3, **bad})

@@ -72,14 +72,15 @@ def test_compared_values_take_turns_and_trial_0_is_the_baseline(tmp_path):
     assert study.trials[0].user_attrs == {"baseline": True, "ray_trial_id": "t0"}
 
 
-def test_a_short_trial_asha_stops_at_its_last_epoch_is_pruned(tmp_path):
-    """ASHA's decision, not the epoch count, says PRUNED: a trial planned for 2 epochs that ASHA
-    stops at its rung 2 is PRUNED; one it lets through ends COMPLETE with its last epoch's score."""
+def test_asha_prunes_a_trial_it_stops_before_the_end_of_its_course(tmp_path):
+    """A trial ASHA stops before the epochs it plans is PRUNED; one it lets through ends COMPLETE
+    with its last epoch's score, and so does a trial planned for 2 epochs (a lane of a space
+    comparing epochs) that ends at rung 2 below the cut-off: it ran its course."""
     search = new_search(tmp_path)
     race = RaceScheduler("optimizer", "val_accuracy", "max", max_t=4, grace_period=2,
                          reduction_factor=2, study=search)
     trials = {}
-    for trial_id in ("good", "short"):
+    for trial_id in ("good", "short", "cut"):
         config = search.suggest(trial_id)
         config["optimizer"] = "adam"  # one race
         trials[trial_id] = FakeTrial(trial_id, config)
@@ -99,12 +100,16 @@ def test_a_short_trial_asha_stops_at_its_last_epoch_is_pruned(tmp_path):
     assert report("good", 4, 0.84, 4) == "STOP"  # max_t: the end of its course
     assert report("short", 1, 0.4, 2) == "CONTINUE"
     assert report("short", 2, 0.6, 2) == "STOP"  # below the rung's cut-off, at its last epoch
+    assert report("cut", 1, 0.3, 4) == "CONTINUE"
+    assert report("cut", 2, 0.5, 4) == "STOP"  # below the cut-off, 2 epochs before its end
     trials = {t.user_attrs["ray_trial_id"]: t
               for t in optuna.load_study(study_name="s", storage=study_storage(tmp_path)).trials}
-    assert trials["short"].state == TrialState.PRUNED
-    assert trials["short"].user_attrs["reason"] == "stopped_by_asha"
+    assert trials["cut"].state == TrialState.PRUNED
+    assert trials["cut"].user_attrs["reason"] == "stopped_by_asha"
+    assert trials["short"].state == TrialState.COMPLETE and trials["short"].value == 0.6
+    assert trials["short"].user_attrs["reason"] == "completed"
     assert trials["good"].state == TrialState.COMPLETE and trials["good"].value == 0.84
-    assert race.rungs()["optimizer='adam'"][2] == {"good": 0.8, "short": 0.6}
+    assert race.rungs()["optimizer='adam'"][2] == {"good": 0.8, "short": 0.6, "cut": 0.5}
 
 
 def test_resumed_rungs_hold_the_scores_recorded_before_the_interruption(tmp_path):
@@ -226,7 +231,7 @@ def test_race_trains_the_slow_starter_to_the_end_and_confirms_it_wins(tmp_path, 
     confirmed = pd.read_csv(run_dir / "confirmation.csv")
     assert set(confirmed["optimizer"]) == {"sgd", "adam"}
     for trial_id, runs in confirmed.groupby("trial_id"):
-        assert sorted(runs["seed"]) == [0, 1, 2] and set(runs["epochs"]) == {6}
+        assert sorted(runs["seed"]) == [0, 1, 2] and set(runs["epochs_run"]) == {6}
         assert Counter(runs["run"]) == {"search": 1, "confirmation": 2}
     means = confirmed.groupby("optimizer")["val_accuracy"].agg(["mean", "std"])
     answer = (run_dir / "summary.md").read_text().splitlines()[0]

@@ -69,10 +69,11 @@ def write_study(run_dir: Path, trials: dict = TRIALS) -> None:
 
 
 def write_trial(run_dir: Path, index: int, trial_id: str, params: dict, accuracies: list[float],
-                reason: str, metric: str = "val_accuracy") -> Path:
+                reason: str, metric: str = "val_accuracy", seconds: float = 1.5) -> Path:
     """A Ray trial directory: params.json, result.json lines, error.txt when it errored. With a
-    metric other than accuracy, the trial reports it as RMSE(accuracy) below."""
-    config = {**params, "epochs": RUN["max_epochs"], "model": "mlp", "seed": 0}
+    metric other than accuracy, the trial reports it as RMSE(accuracy) below. Every epoch takes
+    `seconds`; the trial plans the run's max_epochs unless its params set epochs."""
+    config = {"epochs": RUN["max_epochs"], **params, "model": "mlp", "seed": 0}
     name = f"train_{trial_id}_{index}_batch_size={params['batch_size']},lr={params['lr']}"
     trial_dir = run_dir / name
     trial_dir.mkdir(parents=True)
@@ -83,7 +84,8 @@ def write_trial(run_dir: Path, index: int, trial_id: str, params: dict, accuraci
         lines.append(json.dumps({
             "epoch": epoch, metric: accuracy if metric == "val_accuracy" else rmse(accuracy),
             "val_loss": NAN if diverged else 1 - accuracy,
-            "train_loss": NAN if diverged else 1.1 - accuracy, "lr": params["lr"], "seconds": 1.5,
+            "train_loss": NAN if diverged else 1.1 - accuracy, "lr": params["lr"],
+            "seconds": seconds,
             "diverged": diverged, "trial_id": trial_id, "training_iteration": epoch,
             "time_total_s": 1.6 * epoch, "done": epoch == len(accuracies), "config": config,
             "pid": 123, "hostname": "elsewhere", "timestamp": 1767225600 + epoch}))
@@ -99,13 +101,14 @@ def rmse(accuracy: float) -> float:
     return 100 * (1 - accuracy)
 
 
-def make_run_dir(path: Path, study: bool = True, trials: dict = TRIALS, **run: object) -> Path:
+def make_run_dir(path: Path, study: bool = True, trials: dict = TRIALS, seconds: float = 1.5,
+                 **run: object) -> Path:
     """A hand-made RUN_DIR following the experiment directory contract."""
     path.mkdir(parents=True)
     (path / "run.json").write_text(json.dumps({**RUN, **run}))
     for index, (trial_id, (params, accuracies, reason, _)) in enumerate(trials.items()):
         write_trial(path, index, trial_id, params, accuracies, reason,
-                    run.get("metric", "val_accuracy"))
+                    run.get("metric", "val_accuracy"), seconds)
     if study:
         write_study(path, trials)
     return path
@@ -211,16 +214,22 @@ def test_best_config_round_trips_through_parse_config(reported):
     assert "momentum" not in raw
 
 
+# every figure but the one of confirmed configs' cost, which the run without confirmation has not
+SEARCH_FIGURES = [stem for stem in FIGURES if stem != "cost_vs_metric"]
+
+
 def test_reports_and_figures_are_written(reported):
     """Every figure is a non-empty PNG and report.html embeds each of them beside the table."""
     run_dir, paths = reported
-    assert set(FIGURES) <= set(paths)
-    for stem in FIGURES:
+    assert set(SEARCH_FIGURES) <= set(paths) and "cost_vs_metric" not in paths
+    for stem in SEARCH_FIGURES:
         assert paths[stem] == run_dir / "figures" / f"{stem}.png"
         assert paths[stem].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert paths[stem].stat().st_size > 5000
     page = paths["report"].read_text()
-    assert page.count('<img src="data:image/png;base64,') == len(FIGURES)
+    assert page.count('<img src="data:image/png;base64,') == len(SEARCH_FIGURES)
+    assert ("confirmed accuracy against training time skipped: fewer than 2 configs were "
+            "confirmed over 2 seeds or more") in page
     assert page.index(ANSWER.replace("'", "&#x27;")) < page.index("<table")
     assert not list(run_dir.rglob(".*.tmp"))  # no temporary file of an atomic write left behind
 
@@ -247,20 +256,26 @@ def test_answer_without_compare_names_the_best_config(tmp_path):
 
 
 def write_confirmation(run_dir: Path, runs: dict[str, list[tuple[int, float]]],
-                       metric: str = "val_accuracy") -> None:
-    """RUN_DIR/confirm/: a Ray trial directory per (seed, final accuracy) of each search trial."""
+                       metric: str = "val_accuracy", trials: dict = TRIALS,
+                       seconds: float = 2.0) -> None:
+    """RUN_DIR/confirm/: a Ray trial directory per (seed, final accuracy) of each search trial,
+    each epoch taking `seconds`, for the trial's epochs (4 where its params do not say)."""
     for trial_id, seeds in runs.items():
-        params = TRIALS[trial_id][0]
+        params = trials[trial_id][0]
+        epochs = params.get("epochs", 4)
         for seed, accuracy in seeds:
-            config = {**params, "epochs": 4, "seed": seed, "confirms": trial_id}
+            config = {"epochs": epochs, **params, "seed": seed, "confirms": trial_id}
             trial_dir = run_dir / "confirm" / f"trial_{trial_id[-1]}{seed}"
             trial_dir.mkdir(parents=True)
             (trial_dir / "params.json").write_text(json.dumps(config))
-            values = [accuracy - 0.1 * (4 - e) for e in range(1, 5)]
+            values = [accuracy - 0.1 * (epochs - e) for e in range(1, epochs + 1)]
             (trial_dir / "result.json").write_text("".join(json.dumps(
                 {"epoch": e, metric: v if metric == "val_accuracy" else rmse(v), "val_loss": 0.5,
-                 "train_loss": 0.4, "seconds": 2.0, "diverged": False, "epochs_planned": 4}) + "\n"
-                for e, v in enumerate(values, 1)))
+                 "train_loss": 0.4, "seconds": seconds, "diverged": False,
+                 "epochs_planned": epochs}) + "\n" for e, v in enumerate(values, 1)))
+
+
+SAME_COST = " No other confirmed config trains in 90% of the best's time or less."
 
 
 @pytest.mark.parametrize("sgd, verdict", [
@@ -274,8 +289,8 @@ def test_confirmation_answers_with_mean_sd_and_welch(tmp_path, sgd, verdict):
     write_confirmation(run_dir, {"abcde_00000": [(1, 0.86), (2, 0.85)], "abcde_00001": sgd})
     paths = report.write_reports(run_dir)
     table = pd.read_csv(paths["confirmation"])
-    assert list(table.columns) == ["optimizer", "trial_id", "seed", "run", "status", "epochs",
-                                   "val_accuracy", "val_loss", "seconds"]
+    assert list(table.columns) == ["optimizer", "trial_id", "seed", "run", "status",
+                                   "epochs_run", "val_accuracy", "val_loss", "seconds"]
     assert table.groupby("trial_id")["seed"].apply(sorted).tolist() == [[0, 1, 2], [0, 1, 2]]
     adam, sgd_runs = [0.84, 0.86, 0.85], [0.82] + [a for _, a in sgd]
     p = ttest_ind(adam, sgd_runs, equal_var=False).pvalue
@@ -286,10 +301,10 @@ def test_confirmation_answers_with_mean_sd_and_welch(tmp_path, sgd, verdict):
     first = paths["summary"].read_text().splitlines()[0]
     if verdict == "won":
         assert p < 0.05 and first == (f"Adam won: {numbers} exceeds the seed noise "
-                                      f"(Welch's t-test p = {p:.2g}).")
+                                      f"(Welch's t-test p = {p:.2g}).{SAME_COST}")
     else:
         assert p > 0.05 and first == (f"Adam and SGD are even within seed noise: {numbers} is "
-                                      f"within the noise (Welch's t-test p = {p:.2g}).")
+                                      f"within the noise (Welch's t-test p = {p:.2g}).{SAME_COST}")
     best = json.loads(paths["best_config"].read_text())
     assert (best["trial_id"], best["seeds"], best["epochs"]) == ("abcde_00000", 3, 4)
     assert (best["val_accuracy"], best["val_accuracy_sd"]) == pytest.approx((0.85, 0.01))
@@ -456,7 +471,8 @@ def test_screenshot_script_proves_every_figure_rendered(reported, tmp_path):
     done = subprocess.run([sys.executable, script, str(run_dir), "--out",
                            str(tmp_path / "shot.png")], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith(f"{len(FIGURES)} of {len(FIGURES)} figures rendered")
+    drawn = len(SEARCH_FIGURES)
+    assert done.stdout.startswith(f"{drawn} of {drawn} figures rendered")
     assert (tmp_path / "shot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     broken = tmp_path / "broken"
     shutil.copytree(run_dir, broken)
@@ -466,3 +482,71 @@ def test_screenshot_script_proves_every_figure_rendered(reported, tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert "not rendered: Validation accuracy of every trial" in done.stderr
+
+
+def _curve(final: float, epochs: int) -> list[float]:
+    return [final - 0.01 * (epochs - e) for e in range(1, epochs + 1)]
+
+
+def epoch_trials(ten: float) -> dict:
+    """A run comparing epochs: each length's best search trial, its own run seed 0, the 10-epoch
+    one ending at `ten`."""
+    return {f"epoch_0000{i}": ({"epochs": epochs, "optimizer": "adam", "lr": lr, "batch_size": 64},
+                               _curve(final, epochs), "completed", TrialState.COMPLETE)
+            for i, (epochs, lr, final) in enumerate([(5, 0.003, 0.80), (10, 0.002, ten),
+                                                     (20, 0.001, 0.900)])}
+
+
+@pytest.mark.parametrize("ten, within", [([0.899, 0.901, 0.897], True),
+                                         ([0.880, 0.882, 0.878], False)])
+def test_epochs_answer_and_cheapest_as_good_follow_the_noise(tmp_path, ten, within):
+    """A run comparing epochs says what each longer training buys over the next shorter one,
+    and names the cheapest confirmed config within the seed noise of the best (10 epochs, for
+    half the time) or says none is; both in summary.md and report.html, with the cost figure."""
+    from scipy.stats import ttest_ind
+
+    trials = epoch_trials(ten[0])
+    run_dir = make_run_dir(tmp_path / "run", study=False, trials=trials, seconds=2.0,
+                           compare="epochs", max_epochs=20, space="mlp_limits",
+                           question="How many epochs does it take?", confirm_seeds=3)
+    runs = {"epoch_00000": [0.79, 0.81], "epoch_00001": ten[1:], "epoch_00002": [0.905, 0.895]}
+    write_confirmation(run_dir, {t: list(enumerate(v, 1)) for t, v in runs.items()},
+                       trials=trials, seconds=2.0)
+    paths = report.write_reports(run_dir)
+    five, ten, twenty = ([trials[t][1][-1], *runs[t]] for t in sorted(runs))
+    p = {pair: ttest_ind(a, b, equal_var=False).pvalue
+         for pair, (a, b) in {"5-10": (ten, five), "10-20": (twenty, ten),
+                              "5-20": (twenty, five)}.items()}
+    mean = {n: sum(v) / 3 for n, v in (("5", five), ("10", ten), ("20", twenty))}
+    summary, page = paths["summary"].read_text(), paths["report"].read_text()
+    first = summary.splitlines()[0]
+    assert first.startswith("20 epochs and 10 epochs are even within seed noise" if within
+                            else "20 epochs won"), first
+    gain = f"+{100 * (mean['20'] - mean['10']):.1f} points over 10"
+    step = (f"20 epochs: no gain over 10 within the noise ({gain}, p = {p['10-20']:.2g})"
+            if within else f"20 epochs: {gain} (p = {p['10-20']:.2g})")
+    assert (f" What more epochs buy, confirmed mean against confirmed mean: 10 epochs: "
+            f"+{100 * (mean['10'] - mean['5']):.1f} points over 5 (p = {p['5-10']:.2g}); {step}."
+            ) in first
+    assert p["5-10"] < 0.05 and p["5-20"] < 0.05 and (p["10-20"] >= 0.05) == within
+    if within:
+        sd = pd.Series(ten).std()
+        cheapest = (" The cheapest config as good as the best within the seed noise is 10 epochs "
+                    f"(lr 0.002): {100 * mean['10']:.1f} ± {100 * sd:.1f}% for 50% of the "
+                    f"training time (20 s against 40 s a run; p = {p['10-20']:.2g} against the "
+                    "best).")
+    else:
+        cheapest = (" Every confirmed config that trains in 90% of the best's time or less is "
+                    "worse beyond the seed noise.")
+    assert first.endswith(cheapest), first
+    assert html_text(page).count(cheapest.strip()) == 1
+    assert (run_dir / "figures" / "cost_vs_metric.png").stat().st_size > 10_000
+    assert "figures/cost_vs_metric.png" in summary
+    table = pd.read_csv(paths["confirmation"])
+    assert table.groupby("trial_id")["seconds"].mean().tolist() == [10.0, 20.0, 40.0]
+
+
+def html_text(page: str) -> str:
+    import html
+
+    return html.unescape(page)

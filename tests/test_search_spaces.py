@@ -46,6 +46,10 @@ def test_the_baseline_is_trial_0_where_the_space_can_express_it():
                                       "batch_size": 64}, "")
     assert params["tutorial"] == ({"lr": 0.001, "batch_size": 64}, "")
     assert params["optimizers"][0]["weight_decay"] == 1e-6  # the space's smallest
+    assert params["mlp_limits"] == ({"epochs": 10, "optimizer": "sgd", "lr": 0.001,
+                                     "momentum": 0.0, "weight_decay": 1e-6, "batch_size": 64,
+                                     "schedule": "none", "label_smoothing": 0.0, "dropout": 0.0,
+                                     "width": 512}, "")
     assert params["schedules"] == (None, "lr 0.001 is outside [0.01, 0.3]")
     assert params["cnn"] == (None, "lr 0.001 is outside [0.003, 0.1]")
     wider = {**task.baseline, "lr": 0.01, "momentum": 0.9}

@@ -82,6 +82,12 @@ DEFECTS = {
          '        trial.suggest_categorical("optimizer", ["sgd", "adam"])'),
         "define(trial, max_epochs) does not suggest COMPARE 'optimizer' as a categorical in every "
         "trial"),
+    "label smoothing of a loss of the task's own": (
+        ("def define(trial, max_epochs):\n",
+         "def loss(outputs, targets):\n    return nn.functional.cross_entropy(outputs, targets)\n"
+         "\n\ndef define(trial, max_epochs):\n    trial.suggest_float('label_smoothing', 0, 0.1)\n"),
+        "define(trial, max_epochs) sets label_smoothing: label_smoothing applies to the default "
+        "cross-entropy loss only; this task has a loss of its own"),
     "a task that cannot be pickled": (
         ("return nn.Linear(4, 2)", "with LOCK:\n        return nn.Linear(4, 2)"),
         "the task cannot be sent to Ray's workers: pickling it raised TypeError: cannot pickle "

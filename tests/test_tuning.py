@@ -309,8 +309,10 @@ def test_list_spaces_prints_names_descriptions_and_parameters(capsys):
     out = capsys.readouterr().out
     for space in SPACES.values():
         assert f"{space.name}: {space.description}" in out
-    assert "lr            float log-uniform [0.0001, 0.01] | float log-uniform [0.001, 0.3]" in out
-    assert {"sgd_vs_adam", "tutorial", "optimizers", "schedules", "cnn"} <= set(SPACES)
+    # each space's values in a column, past its longest parameter name
+    assert "\n  lr         float log-uniform [0.0001, 0.01] | float log-uniform [0.001, 0.3]\n" in out
+    assert "\n  label_smoothing float uniform [0, 0.2]\n  dropout         float" in out
+    assert {"sgd_vs_adam", "tutorial", "optimizers", "schedules", "cnn", "mlp_limits"} <= set(SPACES)
 
 
 # appended to a copy of a task file: each process that imports the file notes its pid

@@ -39,9 +39,11 @@ class TrainConfig:
     nesterov: bool = False  # sgd only, needs momentum > 0
     weight_decay: float = 0.0
     schedule: str = "none"
+    warmup_epochs: int = 0  # a linear warm-up to lr before the schedule, which runs over the rest
     gamma: float = 0.1  # decay factor of step, multistep and exponential schedules
     step_size: int = 5  # epochs between decays of the step schedule
     milestones: list[int] = field(default_factory=lambda: [5, 8])  # multistep schedule
+    label_smoothing: float = 0.0  # of the default cross-entropy loss, in training only
     shuffle: bool = True
     seed: int = 0
     params: dict[str, Any] = field(default_factory=dict)  # the task's own hyperparameters
@@ -67,7 +69,7 @@ def choices() -> dict[str, tuple[str, ...]]:
     return {"optimizer": tuple(OPTIMIZERS), "schedule": tuple(SCHEDULES)}
 
 _POSITIVE = ("lr", "batch_size", "epochs", "gamma", "step_size")
-_NON_NEGATIVE = ("momentum", "weight_decay")
+_NON_NEGATIVE = ("momentum", "weight_decay", "warmup_epochs", "label_smoothing")
 
 
 def _coerce(name: str, value: Any, kind: type) -> Any:
@@ -143,6 +145,7 @@ def parse_config(raw: dict[str, Any], ignore: tuple[str, ...] = (),
             raise ConfigError(f"{key} must be 0 or more, got {raw[key]!r}")
     config = TrainConfig(**values, params=_task_params(raw, hyperparameters))
     _check_optimizer_settings(config)
+    _check_schedule_settings(config)
     if any(m <= 0 for m in config.milestones) or config.milestones != sorted(config.milestones):
         raise ConfigError(f"milestones must be increasing epochs above 0, got {config.milestones}")
     return config
@@ -159,3 +162,16 @@ def _check_optimizer_settings(config: TrainConfig) -> None:
     if config.momentum and config.optimizer not in momentum:
         raise ConfigError(f"momentum applies to {' and '.join(momentum)} only, "
                           f"not {config.optimizer!r}")
+
+
+def _check_schedule_settings(config: TrainConfig) -> None:
+    """A warm-up shorter than the run, for the schedules that do not warm up by themselves; a
+    label smoothing below 1."""
+    if config.warmup_epochs and config.warmup_epochs >= config.epochs:
+        raise ConfigError(f"warmup_epochs must be fewer than epochs ({config.epochs}), got "
+                          f"{config.warmup_epochs}")
+    if config.warmup_epochs and config.schedule == "onecycle":
+        raise ConfigError("warmup_epochs does not apply to the onecycle schedule, which warms up "
+                          "by itself")
+    if config.label_smoothing >= 1:
+        raise ConfigError(f"label_smoothing must be below 1, got {config.label_smoothing!r}")

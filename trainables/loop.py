@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from trainables.config import TrainConfig
 from trainables.data import Pair, Part, is_pair
 from trainables.metrics import Metric, batch_total, finish
-from trainables.optim import build_optimizer, build_scheduler
+from trainables.optim import build_optimizer, build_scheduler, training_loss
 
 if TYPE_CHECKING:
     from trainables.task import Task
@@ -166,11 +166,17 @@ class Trainer:
                  workers: int = 0) -> None:
         self.config, self.task = config, task
         self.device = torch.device(device)
+        # weights and Adam's moments that weight decay drives past float32's smallest normal
+        # number (1.2e-38) turn denormal, and the CPU slows down on each of them (an Adam trial's
+        # epochs went from 9 s to 119 s; benchmarks/denormals.py); flushed to 0 they cost
+        # nothing, and no result depends on a value that small
+        torch.set_flush_denormal(True)
         self.workers = workers  # DataLoader worker processes for map-style splits
         seed_everything(config.seed)  # the same config starts from the same weights
         self.model = task.build_model(config.to_dict()).to(self.device)
         self.optimizer = build_optimizer(self.model.parameters(), config)
         self.scheduler = build_scheduler(self.optimizer, config)
+        self.loss = training_loss(task.loss, config)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.epoch = 0  # epochs completed
 
@@ -201,7 +207,7 @@ class Trainer:
         {holdout_name}_loss, {holdout_name}_{metric} and seconds."""
         start = time.perf_counter()
         lr = self.lr
-        metrics = train_epoch(self.model, self.optimizer, self.task.loss, train, on_batch=on_batch)
+        metrics = train_epoch(self.model, self.optimizer, self.loss, train, on_batch=on_batch)
         scores = (evaluate(self.model, self.task.loss, holdout, self.task.metric)
                   if holdout is not None else {})
         if self.scheduler is not None:

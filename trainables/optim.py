@@ -7,12 +7,15 @@ optimizer is one line in OPTIMIZERS (and a search space that suggests it).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
+from functools import partial
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.optim import lr_scheduler
 
-from trainables.config import TrainConfig
+from trainables.config import ConfigError, TrainConfig
 
 # name: (class, the TrainConfig fields it takes beside lr and weight_decay)
 OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], tuple[str, ...]]] = {
@@ -31,6 +34,9 @@ SCHEDULES: dict[str, Schedule | None] = {  # stepped once per epoch; "none": a c
                                                          gamma=c.gamma),
     "exponential": lambda opt, c: lr_scheduler.ExponentialLR(opt, gamma=c.gamma),
     "cosine": lambda opt, c: lr_scheduler.CosineAnnealingLR(opt, T_max=c.epochs),
+    # from lr / 25 up to lr over the first 30% of its steps, then down on a cosine to lr / 25e4
+    # (Smith, 2018); one step more than epochs, so that the last epoch, as cosine's, keeps some lr
+    "onecycle": lambda opt, c: lr_scheduler.OneCycleLR(opt, max_lr=c.lr, total_steps=c.epochs + 1),
 }
 
 
@@ -48,7 +54,27 @@ def build_optimizer(params: Iterable[nn.Parameter], config: TrainConfig) -> torc
 def build_scheduler(
     optimizer: torch.optim.Optimizer, config: TrainConfig
 ) -> lr_scheduler.LRScheduler | None:
-    """The schedule, stepped once per epoch; None for a constant learning rate."""
-    make = SCHEDULES[config.schedule]
-    return make(optimizer, config) if make is not None else None
+    """The schedule, stepped once per epoch; None for a constant learning rate. With
+    warmup_epochs, the lr climbs linearly to config.lr over those epochs (from lr / (warmup + 1)),
+    and the schedule runs over the epochs after them."""
+    make, warmup = SCHEDULES[config.schedule], config.warmup_epochs
+    main = make(optimizer, replace(config, epochs=config.epochs - warmup)) if make else None
+    if not warmup:
+        return main
+    warm = lr_scheduler.LinearLR(optimizer, start_factor=1 / (warmup + 1), total_iters=warmup)
+    if main is None:
+        return warm
+    return lr_scheduler.SequentialLR(optimizer, [warm, main], milestones=[warmup])
+
+
+def training_loss(loss: Callable[..., torch.Tensor], config: TrainConfig
+                  ) -> Callable[..., torch.Tensor]:
+    """The loss minimised in training: the task's, with the config's label smoothing where it has
+    some (the default cross-entropy only; evaluation keeps the task's loss as it is)."""
+    if not config.label_smoothing:
+        return loss
+    if loss is not F.cross_entropy:
+        raise ConfigError("label_smoothing applies to the default cross-entropy loss only; this "
+                          "task has a loss of its own")
+    return partial(F.cross_entropy, label_smoothing=config.label_smoothing)
 

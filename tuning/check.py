@@ -32,6 +32,7 @@ from trainables.config import KEYS, TRIAL_KEYS, ConfigError, TrainConfig, parse_
 from trainables.data import DataError, Part, for_tuning, head, is_pair, size
 from trainables.loop import Feed, evaluate, inputs, seed_everything
 from trainables.metrics import batch_total
+from trainables.optim import training_loss
 from trainables.task import Task, TaskError, describe, load_task, shown
 from tuning.progress import asha_epochs
 from tuning.settings import SMOKE_SAMPLES, Settings, parse_args, resolve
@@ -61,8 +62,14 @@ class Checked:
 
 def known_hyperparameters(task: Task, space: Space | None, max_epochs: int) -> dict[str, Any]:
     """The task's own hyperparameters with their defaults, and every other name its space sets
-    (no default): with the training core's keys, what a trial's config may hold."""
+    (no default): with the training core's keys, what a trial's config may hold. A TaskError
+    where the space sets label_smoothing and the task's loss cannot take it."""
     names = describe_parameters(space, max_epochs) if space is not None else {}
+    if "label_smoothing" in names:
+        try:
+            training_loss(task.loss, TrainConfig("sgd", 1.0, label_smoothing=0.1))
+        except ConfigError as err:
+            raise TaskError(f"{space.where()} sets label_smoothing: {err}") from None
     return {**{name: None for name in names if name not in KEYS}, **task.hyperparameters}
 
 

@@ -106,7 +106,9 @@ class RaceScheduler(FIFOScheduler):
             return TrialScheduler.CONTINUE
         decision = self.lanes[name].on_trial_result(tune_controller, trial, result)
         epoch = result.get("epoch")
-        if decision == TrialScheduler.STOP and epoch is not None and epoch < self._max_t:
+        # a trial that plans fewer epochs (a space comparing epochs) ends its course there
+        planned = min(result.get("epochs_planned") or self._max_t, self._max_t)
+        if decision == TrialScheduler.STOP and epoch is not None and epoch < planned:
             if self._study is not None:
                 self._study.record_stop(trial.trial_id, int(epoch))
         return decision

@@ -42,8 +42,10 @@ def list_spaces() -> None:
         print(f"{space.name}: {space.description}")
         print(f"  budget: {b.num_samples} trials, up to {b.max_epochs} epochs, ASHA grace period "
               f"{b.grace_period}, reduction factor {b.reduction_factor}")
-        for name, kind in describe_parameters(space).items():
-            print(f"  {name:<13} {kind}")
+        parameters = describe_parameters(space)
+        width = max(map(len, parameters), default=0)
+        for name, kind in parameters.items():
+            print(f"  {name:<{width}} {kind}")
 
 
 def open_run(args: argparse.Namespace) -> tuple[Space, Settings, Path, dict | None, Task]:

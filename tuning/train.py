@@ -228,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=HelpFormatter)
     parser.add_argument("--config", type=Path, required=True,
                         help="JSON file of settings: optimizer and lr, and optionally batch_size, "
-                             "epochs, momentum, weight_decay, schedule, shuffle, seed, the task "
+                             "epochs, momentum, weight_decay, schedule, warmup_epochs, label_smoothing, "
+                             "shuffle, seed, the task "
                              "and the task's own hyperparameters")
     parser.add_argument("--task", help="the task to train: a built-in task's name, a file or a "
                                        "module (default: the config's task, else fashion_mnist)")
