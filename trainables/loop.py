@@ -169,7 +169,7 @@ class Trainer:
         # weights and Adam's moments that weight decay drives past float32's smallest normal
         # number (1.2e-38) turn denormal, and the CPU slows down on each of them (an Adam trial's
         # epochs went from 9 s to 119 s; benchmarks/denormals.py); flushed to 0 they cost
-        # nothing, and no result depends on a value that small
+        # nothing, and change the run from there on as a change of seed would
         torch.set_flush_denormal(True)
         self.workers = workers  # DataLoader worker processes for map-style splits
         seed_everything(config.seed)  # the same config starts from the same weights
