@@ -141,8 +141,8 @@ def _longer(experiment: Experiment, table: pd.DataFrame, found: pd.DataFrame) ->
 def _cheapest(experiment: Experiment, board: pd.DataFrame, table: pd.DataFrame,
               found: pd.DataFrame) -> str:
     """The confirmed config of least training time that is as good as the best within the seed
-    noise, and what it saves; or that the best is the cheapest, or that every cheaper one is
-    worse."""
+    noise, and what it saves; or that no other trains in CHEAPER of the best's time, or that
+    every one that does is worse beyond the noise."""
     score, compare = experiment.score, experiment.compare
     best = found.iloc[0]
     if len(found) < 2 or not math.isfinite(best["seconds"]):
