@@ -231,11 +231,21 @@ def load_experiment(run_dir: Path) -> Experiment:
         raise ReportError(f"{run_dir} is not an experiment directory: it has no run.json and no "
                           "trial directories (subdirectories with a params.json)")
     trials, history, params_by_id, skipped = [], [], {}, []
-    for trial_dir in trial_dirs:
-        params, why = _read_params(trial_dir)
-        if params is None:
-            skipped.append(why)
-            continue
+    suggested = study_params(study)
+    unstarted = sorted(p.parent for p in run_dir.glob(f"{TRIAL_DIR_PREFIX}*/error.txt")
+                       if not (p.parent / "params.json").exists())
+    for trial_dir in trial_dirs + unstarted:
+        if trial_dir in unstarted:  # failed before it started: the study has its params
+            params = suggested.get(trial_dir.name.removeprefix(TRIAL_DIR_PREFIX))
+            if params is None:
+                skipped.append(f"trial directory {trial_dir.name} skipped: it failed before it "
+                               "started, and the study does not know it")
+                continue
+        else:
+            params, why = _read_params(trial_dir)
+            if params is None:
+                skipped.append(why)
+                continue
         results = read_results(trial_dir / "result.json")
         trial_id = _trial_id(trial_dir, results)
         if trial_id in params_by_id:  # ids must be unique to join trials with their history
@@ -246,6 +256,16 @@ def load_experiment(run_dir: Path) -> Experiment:
         params_by_id[trial_id] = params
     table, frame, order = _tables(trials, history, params_by_id, Score.of(run).column)
     return Experiment(run_dir, run, table, frame, params_by_id, order, skipped, study, study_note)
+
+
+def study_params(study: Any) -> dict[str, dict[str, Any]]:
+    """The hyperparameters the study suggested for each Ray trial, by trial id ({} without a
+    study): what a trial that failed before it started (Tune wrote no params.json for it, as when
+    the worker it was to reuse could not be reset) is reported with."""
+    if study is None:
+        return {}
+    return {t.user_attrs["ray_trial_id"]: dict(t.params) for t in study.get_trials(deepcopy=False)
+            if "ray_trial_id" in t.user_attrs}
 
 
 def study_reasons(study: Any) -> dict[str, str]:

@@ -91,6 +91,12 @@ def journal_ends(run_dir):
     return count
 
 
+def checkpoints(run_dir, trial_ids=None):
+    """The checkpoint directories the run's trials (these trials) hold, confirmation's too."""
+    return [path for path in Path(run_dir).glob("**/trial_*/checkpoint_*")
+            if trial_ids is None or path.parent.name.removeprefix("trial_") in trial_ids]
+
+
 def run_status(run_dir):
     return json.loads((Path(run_dir) / "run.json").read_text())["status"]
 
@@ -100,6 +106,7 @@ def assert_finished_once(run_dir, num_samples):
     ended once in the study (a retry of an errored trial continues it under the same id), no
     trial left running, and the study, the trials' rows and leaderboard.csv agree trial by trial."""
     assert run_status(run_dir) == "finished"
+    assert not checkpoints(run_dir), "a finished run keeps no checkpoint"
     study = load_study(run_dir)
     assert not [t.number for t in study.trials if t.state == TrialState.RUNNING]
     kept = [t for t in study.trials if t.user_attrs.get("reason") != "lost_in_crash"]

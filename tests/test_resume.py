@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
-from runs import (assert_finished_once, data_dir, journal_ends, kill_run,  # noqa: F401
-                  load_study, run_cli, run_status, start_run, trial_results, wait_for)
+from runs import (assert_finished_once, checkpoints, data_dir, journal_ends,  # noqa: F401
+                  kill_run, load_study, run_cli, run_status, start_run, trial_results, wait_for)
 from tuning.run import main
 
 pytestmark = pytest.mark.slow
@@ -82,6 +82,10 @@ def test_time_budget_cut_then_moved_run_resumes_to_finished(tmp_path, data_dir, 
             row["status"] == "completed" and row["epochs_run"] == row["epochs_planned"]), row
     # (on a slow machine the budget may cut every trial: then none ended before the cut)
     assert set(board[~board["trial_id"].isin(cut)]["status"]) <= {"completed"}
+    # a cut trial keeps the checkpoint it resumes from; an ended one keeps none
+    assert not checkpoints(run_dir, set(board["trial_id"]) - cut)
+    assert {p.parent.name.removeprefix("trial_") for p in checkpoints(run_dir)} == \
+        cut & {t for t, rows in before.items() if rows}
 
     for changed, message in [
         (["--val-size", "400"], "--val-size 400 differs from the run's 500"),
@@ -112,21 +116,26 @@ def test_time_budget_cut_then_moved_run_resumes_to_finished(tmp_path, data_dir, 
 def test_killed_workers_recover_or_error_and_resume_finishes_under_max_concurrent(tmp_path,
                                                                                  data_dir):
     """One at a time (--max-concurrent 1): a trial whose worker is killed once recovers and is
-    completed, with one retry; a trial whose worker is killed twice errors; --resume runs it
-    again and the run ends finished, the leaderboard saying completed for both."""
+    completed, with one retry, and its checkpoints are deleted while the next trial runs; a trial
+    whose worker is killed twice errors; --resume runs it again from its checkpoint and the run
+    ends finished, the leaderboard saying completed for both."""
     args = search(data_dir, tmp_path, "workers", "--num-samples", 2, "--max-epochs", 10,
                   "--grace-period", 10, "--max-concurrent", 1, space="tutorial")
     process = start_run(*args)
     killed = {}  # trial id -> the worker pids killed under it
+    dropped = []  # the first trial's checkpoints deleted while the second still ran
 
     def kill_workers():
-        """Kill the first trial's worker once and the second trial's twice, each at epoch 2 or
-        later of a worker not killed yet; True once all three kills are done."""
+        """Kill the first trial's worker once, at epoch 2 or later; once the first trial has
+        ended and its checkpoints are gone, the second's twice, each at epoch 2 or later of a
+        worker not killed yet; True once all three kills are done."""
         rows = trial_results(tmp_path / "workers")
         for number, trial_id in enumerate(sorted(rows, key=lambda t: rows[t][0]["timestamp"])):
             wanted = 1 if number == 0 else 2
             pids = killed.setdefault(trial_id, [])
             last = rows[trial_id][-1]
+            if number == 1 and not dropped:
+                break
             if len(pids) < wanted and last["epoch"] >= 2 + len(pids) and last["epoch"] < 10 \
                     and last["pid"] not in pids:
                 try:
@@ -134,12 +143,13 @@ def test_killed_workers_recover_or_error_and_resume_finishes_under_max_concurren
                     pids.append(last["pid"])
                 except ProcessLookupError:
                     pass
-            if number >= 1:
-                break
+            if number == 0 and last["epoch"] == 10 and len(rows) > 1 \
+                    and not checkpoints(tmp_path / "workers", {trial_id}):
+                dropped.append(trial_id)  # while the second trial runs
         return sum(map(len, killed.values())) == 3
 
     try:
-        assert wait_for(kill_workers, process, timeout=300, poll=0.05), killed
+        assert wait_for(kill_workers, process, timeout=300, poll=0.05), (killed, dropped)
         process.wait(timeout=300)
     finally:
         kill_run(process)

@@ -190,6 +190,33 @@ def test_checkpoint_restores_the_trial_state(local_ray, tmp_path):
         {**straight.fit_epoch(*feeds[straight]), "seconds": pytest.approx(0, abs=60)})
 
 
+@pytest.mark.slow
+def test_tune_queues_a_trial_for_every_slot_of_the_cluster(local_ray, tmp_path, monkeypatch):
+    """With a searcher of its own, Tune keeps one trial pending at a time, so that the trials of a
+    large cluster start one after another; we let it queue one per slot (CPUs over a trial's,
+    at most --max-concurrent), unless the user set TUNE_MAX_PENDING_TRIALS_PG."""
+    from types import SimpleNamespace
+
+    from ray.tune.execution.tune_controller import _get_max_pending_trials
+    from ray.tune.search import SearchGenerator
+
+    from tuning import tuner
+
+    monkeypatch.delenv(tuner.MAX_PENDING, raising=False)
+    monkeypatch.setattr(tuner, "USER_PENDING", None)
+    search = SearchGenerator(new_search(tmp_path))
+    assert _get_max_pending_trials(search) == 1  # Tune's own choice, on a cluster of 2 CPUs
+    for cpus, most, slots in [(1.0, None, 2), (0.5, None, 4), (0.5, 3, 3), (2.0, None, 1)]:
+        tuner.start_trials_together(SimpleNamespace(cpus_per_trial=cpus, gpus_per_trial=0,
+                                                    max_concurrent=most))
+        assert _get_max_pending_trials(search) == slots, (cpus, most)
+    monkeypatch.setenv(tuner.MAX_PENDING, "7")
+    monkeypatch.setattr(tuner, "USER_PENDING", "7")
+    tuner.start_trials_together(SimpleNamespace(cpus_per_trial=1.0, gpus_per_trial=0,
+                                                max_concurrent=None))
+    assert _get_max_pending_trials(search) == 7
+
+
 @pytest.mark.parametrize("args, message", [
     (["--space", "nope"], "unknown space 'nope'; known spaces: "),
     (["--space", "sgd_vs_adam", "--num-samples", "0"], "--num-samples must be at least 1"),
@@ -277,6 +304,27 @@ def test_storage_uris_are_refused_in_one_line(uri, tmp_path, monkeypatch, capsys
 
 
 @pytest.mark.slow
+def test_a_reused_worker_that_cannot_reset_errors_its_trial_and_the_search_ends(tmp_path):
+    """Tune ends a trial ERROR without telling the searcher when the worker it reuses cannot
+    be reset in time (here: no time at all); the study hears it from the race, so that the
+    search ends with those trials errored, not waiting for them for ever."""
+    import pandas as pd
+
+    env = {**os.environ, "TUNE_FUNCTION_THREAD_TIMEOUT_S": "0", "SLEEPY_EPOCH_SECONDS": "0.05"}
+    result = run_cli("--space", ROOT / "benchmarks" / "sleepy_task.py", "--num-samples", 6,
+                     "--max-epochs", 2, "--confirm-seeds", 0, "--storage-path", tmp_path,
+                     "--name", "reset", env=env, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = tmp_path / "reset"
+    errors = [p.read_text() for p in run_dir.glob("trial_*/error.txt")]
+    assert any("reset_config" in e for e in errors), "no reused worker failed to reset"
+    study = load_study(run_dir)
+    assert not [t.number for t in study.trials if t.state == TrialState.RUNNING]
+    board = pd.read_csv(run_dir / "leaderboard.csv")
+    assert len(board) == 6 and (board["status"] == "errored").sum() == len(errors)
+
+
+@pytest.mark.slow
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; this machine has none")
 def test_fractional_gpus_per_trial(tmp_path, data_dir):
@@ -350,13 +398,13 @@ def test_a_task_file_reaches_both_nodes_of_a_cluster_by_value(tmp_path):
         cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
         nodes = {cluster.head_node.node_id, *(node.node_id for node in cluster.worker_nodes)}
-        # two trials asked for at once (Ray's default with a searcher of one's own: one at a
-        # time), so that each node's CPU gets one, whichever starts its worker first
+        # the search asks Tune for a trial per slot at once (tuning.tuner.start_trials_together),
+        # so that each node's CPU gets one, whichever starts its worker first
+        env = {k: v for k, v in os.environ.items() if k != "TUNE_MAX_PENDING_TRIALS_PG"}
         result = run_cli("--space", task, *[f"--{k.replace('_', '-')}={v}" for k, v in
                                             budget.items()],
                          "--data-dir", tmp_path / "mnist", "--address", cluster.address,
-                         "--storage-path", tmp_path / "runs", "--name", "cluster",
-                         env={**os.environ, "TUNE_MAX_PENDING_TRIALS_PG": "2"})
+                         "--storage-path", tmp_path / "runs", "--name", "cluster", env=env)
     finally:
         cluster.shutdown()
     assert result.returncode == 0, result.stderr[-3000:]

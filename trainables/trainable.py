@@ -90,11 +90,20 @@ def trial_device() -> str:
 
 
 def restore(trainer: Trainer) -> None:
-    """Load the trial's last checkpoint into the trainer, when Tune has one (a resumed trial)."""
+    """Load the trial's last checkpoint into the trainer, when Tune has one (a resumed trial).
+    One deleted meanwhile (an ended trial's, tuning.checkpoints, where a crash kept Tune from
+    recording its end) is trained again from the start, not failed."""
     checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
+    if checkpoint is None:
+        return
+    try:
         with checkpoint.as_directory() as directory:
-            trainer.load_state_dict(load_state(Path(directory)))
+            state = load_state(Path(directory))
+    except FileNotFoundError:
+        logging.getLogger(__name__).warning("checkpoint %s is gone: training from the start",
+                                            checkpoint.path)
+        return
+    trainer.load_state_dict(state)
 
 
 def load_state(directory: Path) -> dict[str, Any]:

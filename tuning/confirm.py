@@ -57,6 +57,8 @@ def build_confirmation(run_dir: Path, trainable: Any, planned: list[dict[str, An
     """The Tuner of the confirmation runs: restored where an interrupted one exists."""
     from ray import tune
 
+    from tuning.checkpoints import DropEndedCheckpoints
+
     path = run_dir / CONFIRM_DIR
     if resume and tune.Tuner.can_restore(str(path)):
         return tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True,
@@ -69,5 +71,6 @@ def build_confirmation(run_dir: Path, trainable: Any, planned: list[dict[str, An
         run_config=tune.RunConfig(
             name=CONFIRM_DIR, storage_path=str(run_dir),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            failure_config=tune.FailureConfig(max_failures=1), callbacks=callbacks, verbose=0),
+            failure_config=tune.FailureConfig(max_failures=1),
+            callbacks=[*callbacks, DropEndedCheckpoints()], verbose=0),
     )

@@ -22,12 +22,15 @@ def search(s: Settings, space: Space, run_dir: Path, run: dict, checked: Any, da
            deadline: float | None, restore: bool) -> None:
     """The search phase, restored where Ray saved it; on to confirmation (run["phase"]) once
     every trial has ended."""
+    from tuning.checkpoints import drop_ended
     from tuning.search import ended_trials
 
     started = time.perf_counter()
     with time_limit(_left(deadline)) as ran_out:
         search_tuner(s, space, run_dir, checked, data, restore).fit()
     ended, running, errored = ended_trials(run_dir, run["study_name"])
+    # Tune's last snapshot lists them as ended: no resume runs them on (tuning.checkpoints)
+    drop_ended(run_dir, ended - errored)
     if not running and len(ended) >= run["num_samples"]:
         status, advice = "finished", ""
     elif ran_out.is_set():
@@ -39,7 +42,7 @@ def search(s: Settings, space: Space, run_dir: Path, run: dict, checked: Any, da
     run.update(status=status, finished_at=record.now())
     record.spent(run, "search_seconds", time.perf_counter() - started)
     record.write(run_dir, run)
-    print(f"\n{len(ended)} of {run['num_samples']} trials ended ({errored} errored), "
+    print(f"\n{len(ended)} of {run['num_samples']} trials ended ({len(errored)} errored), "
           f"{running} cut short{advice}.")
 
 
@@ -47,6 +50,7 @@ def confirm(s: Settings, run_dir: Path, run: dict, checked: Any, data: Any,
             deadline: float | None) -> None:
     """Train the best config of each compared choice again with more seeds (tuning.confirm)."""
     from results.rundir import CONFIRM_DIR
+    from tuning.checkpoints import drop_ended
     from tuning.confirm import build_confirmation, configs, finished
     from tuning.progress import Progress
 
@@ -64,6 +68,8 @@ def confirm(s: Settings, run_dir: Path, run: dict, checked: Any, data: Any,
         with time_limit(left):
             tuner.fit()
     done = finished(run_dir, len(planned))
+    if done:  # nothing resumes them any more (tuning.checkpoints)
+        drop_ended(run_dir / CONFIRM_DIR)
     status = "finished" if done else (
         "stopped_at_time_budget" if deadline is not None and _left(deadline) <= 0 else "interrupted")
     run.update(status=status, finished_at=record.now())

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
 from trainables.config import BASELINE
+from tuning.checkpoints import checkpoint_gone
 
 if TYPE_CHECKING:
     from tuning.search import StudySearch
@@ -49,6 +50,7 @@ class RaceScheduler(FIFOScheduler):
         self.lanes: dict[str, AsyncHyperBandScheduler] = {}
         self._lane_of: dict[str, str] = {}  # trial id -> lane, for the trials racing now
         self._catching_up: dict[str, int] = {}  # ended trial id -> the study's last epoch
+        self._live: dict[str, Any] = {}  # trial id -> the Ray trial, not ended yet
 
     def rungs(self) -> dict[str, dict[int, dict[str, float]]]:
         """Each lane's rungs: {lane: {epoch: {trial_id: score recorded there}}}."""
@@ -69,6 +71,8 @@ class RaceScheduler(FIFOScheduler):
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
         follow_moved_run(getattr(tune_controller, "search_alg", None), trial)
+        if trial.status not in ("TERMINATED", "ERROR"):
+            self._live[trial.trial_id] = trial
         if self._study is not None:
             self._study.saw(trial.trial_id)
         name = lane(trial.config, self._compare)
@@ -84,7 +88,9 @@ class RaceScheduler(FIFOScheduler):
         snapshot may still list it as running. It is stopped before it starts where Ray has its
         last epoch too; where the crash came between the study's record and Ray's (the study
         is written first), it runs from its checkpoint up to the study's last epoch, so that its
-        rows in result.json catch up, and is stopped there (on_trial_result)."""
+        rows in result.json catch up, and is stopped there (on_trial_result); where its
+        checkpoint was deleted (tuning.checkpoints), it is stopped where Ray has it."""
+        self._hear_unreported_errors()
         if self._study is not None:
             for trial in tune_controller.get_trials():
                 if trial.status != "PENDING" or trial.trial_id in self._catching_up:
@@ -92,7 +98,8 @@ class RaceScheduler(FIFOScheduler):
                 ended_at = self._study.ended_at(trial.trial_id)
                 if ended_at is None:
                     continue
-                if int(trial.last_result.get("epoch", 0) or 0) >= ended_at:
+                if (int(trial.last_result.get("epoch", 0) or 0) >= ended_at
+                        or checkpoint_gone(trial)):  # nothing to catch up from
                     tune_controller.stop_trial(trial)
                 else:
                     self._catching_up[trial.trial_id] = ended_at
@@ -114,14 +121,34 @@ class RaceScheduler(FIFOScheduler):
         return decision
 
     def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> None:
+        self._live.pop(trial.trial_id, None)
         name = self._lane_of.pop(trial.trial_id, None)
         if name is not None:
             self.lanes[name].on_trial_complete(tune_controller, trial, result)
 
     def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
+        self._live.pop(trial.trial_id, None)
         name = self._lane_of.pop(trial.trial_id, None)
         if name is not None:
             self.lanes[name].on_trial_remove(tune_controller, trial)
+
+    def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
+        self._live.pop(trial.trial_id, None)
+        name = self._lane_of.pop(trial.trial_id, None)
+        if name is not None:
+            self.lanes[name].on_trial_error(tune_controller, trial)
+
+    def _hear_unreported_errors(self) -> None:
+        """A trial that Tune ended ERROR without telling the scheduler or the searcher: Ray 2.60
+        does so when an actor it reuses cannot be reset in time (TuneController._on_trial_reset,
+        TUNE_FUNCTION_THREAD_TIMEOUT_S), and the study would hold the trial running for ever, the
+        search never ending. It is told here as Tune tells a trial that failed."""
+        for trial_id, trial in list(self._live.items()):
+            if trial.status == "ERROR":
+                self._live.pop(trial_id)
+                self._lane_of.pop(trial_id, None)
+                if self._study is not None:
+                    self._study.on_trial_complete(trial_id, error=True)
 
     def debug_string(self) -> str:
         return "Racing " + ", ".join(f"{name} ({asha._num_stopped} stopped)"

@@ -26,7 +26,7 @@ from results.rundir import BEST_CONFIG_FILE, FINAL_DIR
 from search_spaces import SPACES, Space, describe_parameters, get_space
 from tuning import record
 from tuning.settings import CHANGEABLE, SMOKE_SAMPLES, Settings, parse_args, resolve
-from tuning.tuner import LOOPBACK_ONLY
+from tuning.tuner import LOOPBACK_ONLY, THREAD_TIMEOUT
 
 if TYPE_CHECKING:
     from trainables.task import Task
@@ -152,6 +152,10 @@ def quiet(address: str | None) -> None:
         os.environ.setdefault(LOOPBACK_ONLY, "0")
     # the snapshots after each epoch's checkpoint cost ~50 ms; Ray's warning about them is noise here
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # seconds a reused worker waits for its last trial's thread to end (Ray's default 2 s fails
+    # trials on a busy machine); read in the workers, which a Ray of our own starts with this
+    # environment, and which join_or_start hands to a cluster's
+    os.environ.setdefault(THREAD_TIMEOUT, "60")
 
 
 @dataclasses.dataclass

@@ -7,6 +7,7 @@ import contextvars
 import functools
 import logging
 import math
+import pickle
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,8 @@ from trainables.config import BASELINE
 logger = logging.getLogger(__name__)
 ENDED = (TrialState.COMPLETE, TrialState.PRUNED)  # a trial Ray must not run again
 LOST = "lost_in_crash"  # the reason of a trial the study handed out that Ray never knew
+# what StudySearch.restore rebuilds from the study, and its snapshots therefore leave out
+REBUILT = ("_ot_trials", "_completed_trials", "_seen", "_reconciled")
 # where a run being restored lies now: tuner.pkl and the searcher's snapshots hold the journal
 # path the run was started with, and a run directory may have been moved since
 _restoring_at: contextvars.ContextVar[Path | None] = contextvars.ContextVar("restoring_at",
@@ -62,16 +65,16 @@ def by_ray_trial(study: optuna.Study) -> dict[str, optuna.trial.FrozenTrial]:
     return last
 
 
-def ended_trials(run_dir: Path, study_name: str) -> tuple[set[str], int, int]:
-    """The Ray trials the study saw end, how many of its trials are still running, and how many
-    Ray trials ended errored (not run again since). After a Ctrl-C or the time budget, Tune lists
+def ended_trials(run_dir: Path, study_name: str) -> tuple[set[str], int, set[str]]:
+    """The Ray trials the study saw end, how many of its trials are still running, and the Ray
+    trials that ended errored (not run again since). After a Ctrl-C or the time budget, Tune lists
     the trials it interrupted as terminated; the study knows better."""
     study = optuna.load_study(study_name=study_name, storage=study_storage(run_dir))
     last = by_ray_trial(study)
     running = sum(t.state == TrialState.RUNNING and t.user_attrs.get("reason") != LOST
                   for t in study.get_trials(deepcopy=False))
     ended = {rid for rid, t in last.items() if t.state != TrialState.RUNNING}
-    return ended, running, sum(t.state == TrialState.FAIL for t in last.values())
+    return ended, running, {rid for rid, t in last.items() if t.state == TrialState.FAIL}
 
 
 class StudySearch(OptunaSearch):
@@ -207,6 +210,14 @@ class StudySearch(OptunaSearch):
             if ot_trial.user_attrs.get(BASELINE):
                 config[BASELINE] = True
         return config
+
+    def save(self, checkpoint_path: str) -> None:
+        """Ray's snapshot of the searcher (at every snapshot of the experiment), without what
+        restore rebuilds from the study: a trial object for every Ray trial made each snapshot
+        grow with the trials run."""
+        state = {k: v for k, v in self.__dict__.items() if k not in REBUILT}
+        with open(checkpoint_path, "wb") as file:
+            pickle.dump(state, file)
 
     def restore(self, checkpoint_path: str) -> None:
         """The sampler's state from the snapshot; which Ray trial is which study trial, and which

@@ -20,6 +20,9 @@ from tuning.record import storage_dir
 from tuning.settings import Settings
 
 LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray binds 127.0.0.1, as on a laptop
+THREAD_TIMEOUT = "TUNE_FUNCTION_THREAD_TIMEOUT_S"  # a reused worker's wait for its last trial
+MAX_PENDING = "TUNE_MAX_PENDING_TRIALS_PG"  # how many trials Tune queues at once
+USER_PENDING = os.environ.get(MAX_PENDING)  # as the user set it, before we did
 
 
 def join_or_start(address: str | None) -> None:
@@ -28,7 +31,8 @@ def join_or_start(address: str | None) -> None:
 
     if address:
         try:
-            ray.init(address=address, log_to_driver=True)
+            ray.init(address=address, log_to_driver=True, runtime_env={"env_vars": {
+                THREAD_TIMEOUT: os.environ.get(THREAD_TIMEOUT, "60")}})
         except Exception as err:  # ray raises ConnectionError, RuntimeError, ValueError here
             raise UsageError(f"cannot join the Ray cluster at {address}: "
                              f"{str(err).strip().splitlines()[0]}") from None
@@ -94,14 +98,37 @@ def trial_dirname(trial: Any) -> str:
     return f"{TRIAL_DIR_PREFIX}{trial.trial_id}"
 
 
+def trial_slots(s: Settings) -> int:
+    """How many trials the Ray cluster runs at once: its CPUs (and GPUs) over a trial's, at most
+    --max-concurrent."""
+    import ray
+
+    resources = ray.cluster_resources()
+    slots = int(resources.get("CPU", 1) // s.cpus_per_trial)
+    if s.gpus_per_trial:
+        slots = min(slots, int(resources.get("GPU", 0) // s.gpus_per_trial))
+    return max(1, min(slots, s.max_concurrent or slots))
+
+
+def start_trials_together(s: Settings) -> None:
+    """Let Tune queue a trial for every slot of the cluster. With a searcher other than its own,
+    Tune keeps one trial pending at a time unless TUNE_MAX_PENDING_TRIALS_PG says otherwise (Ray
+    2.60's _get_max_pending_trials), so that on a large cluster the trials start one after
+    another. A value the user set is kept."""
+    if USER_PENDING is None:
+        os.environ[MAX_PENDING] = str(trial_slots(s))
+
+
 def make_trainable(s: Settings, task: Task, data: Any) -> Any:
     """The trainable with the task and the data (trainables.trainable.TrialData) in Ray's object
-    store, once per experiment; a task from a file travels by value."""
+    store, once per experiment; a task from a file travels by value. Built right before a Tuner,
+    it lets that Tuner start a trial in every slot at once (start_trials_together)."""
     from ray import tune
 
     from trainables.trainable import train_trial
 
     task.picklable()
+    start_trials_together(s)
     return tune.with_resources(tune.with_parameters(train_trial, task=task, data=data),
                                {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial})
 
@@ -113,6 +140,7 @@ def search_tuner(s: Settings, space: Space, run_dir: Path, checked: Any, data: A
     tuning.check found (the task, the compared values, trial 0)."""
     from ray import tune
 
+    from tuning.checkpoints import DropEndedCheckpoints
     from tuning.progress import Progress, asha_epochs
     from tuning.race import RaceScheduler
     from tuning.search import StudySearch, restoring_at
@@ -141,11 +169,12 @@ def search_tuner(s: Settings, space: Space, run_dir: Path, checked: Any, data: A
         run_config=tune.RunConfig(
             name=run_dir.name, storage_path=str(run_dir.parent),
             # a trial resumes from its last checkpoint; keeping 2 halves the experiment snapshots
-            # Ray forces whenever a checkpoint it may delete is still referenced
+            # Ray forces whenever a checkpoint it may delete is still referenced. An ended
+            # trial's are deleted (tuning.checkpoints)
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=1),  # e.g. a lost node: retry once
             callbacks=[Progress("search", s.num_samples, score, asha_epochs(
-                s.max_epochs, s.grace_period, s.reduction_factor))],
+                s.max_epochs, s.grace_period, s.reduction_factor)), DropEndedCheckpoints()],
             verbose=1,
         ),
     )
