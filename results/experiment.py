@@ -2,7 +2,8 @@
 
 RUN_DIR holds run.json (ours), optionally the Optuna journal named by run.json["study_file"], and
 one Ray trial directory per trial: any subdirectory with a params.json, beside result.json (one
-JSON line per reported epoch) and error.txt when the trial errored.
+JSON line per reported epoch) and error.txt when the trial errored; a trial directory with only
+an error.txt (it failed before it started) is read with the params the study suggested.
 """
 
 from __future__ import annotations

@@ -41,10 +41,11 @@ def load_study(run_dir):
 
 
 class FakeTrial:
-    """What Ray's schedulers read of a trial: its id and config."""
+    """What Ray's schedulers read of a trial: its id, config, status and latest checkpoint."""
 
-    def __init__(self, trial_id, config):
+    def __init__(self, trial_id, config, status="PENDING", checkpoint=None):
         self.trial_id, self.config = trial_id, config
+        self.status, self.checkpoint = status, checkpoint
 
 
 def new_search(run_dir, **kwargs):
@@ -148,16 +149,21 @@ def test_resumed_rungs_hold_the_scores_recorded_before_the_interruption(tmp_path
 
 
 def test_trials_the_study_ended_are_not_run_again_after_a_crash(tmp_path):
-    """Ray's snapshot from before a crash lists as pending two trials the study had ended: the
+    """Ray's snapshot from before a crash lists as pending three trials the study had ended: the
     one whose last epoch Ray has too is stopped before it starts; the one Ray lags on runs from
-    its checkpoint to the study's last epoch, and is stopped there."""
+    its checkpoint to the study's last epoch, and is stopped there; one Ray lags on whose
+    checkpoint was deleted as it ended (tuning.checkpoints) is stopped where Ray has it."""
+    from types import SimpleNamespace
+
+    import pyarrow.fs
+
     search = new_search(tmp_path)
     row = {"epochs_planned": 4, "diverged": False}
-    for trial_id in ("caught", "lagging", "open"):
+    for trial_id in ("caught", "lagging", "open", "deleted"):
         search.suggest(trial_id)
         for epoch in (1, 2):
             search.on_trial_result(trial_id, {**row, "epoch": epoch, "val_accuracy": 0.5})
-    for trial_id in ("caught", "lagging"):
+    for trial_id in ("caught", "lagging", "deleted"):
         search.record_stop(trial_id, 2)
         search.on_trial_complete(trial_id, {**row, "epoch": 2, "val_accuracy": 0.5})
 
@@ -174,17 +180,22 @@ def test_trials_the_study_ended_are_not_run_again_after_a_crash(tmp_path):
             self.stopped.append(trial.trial_id)
             trial.status = "TERMINATED"
 
-    trials = {trial_id: FakeTrial(trial_id, {"optimizer": "adam"}) for trial_id in
-              ("caught", "lagging", "open")}
-    for trial, epoch in zip(trials.values(), (2, 1, 2)):  # as Ray's last snapshot has them
-        trial.status, trial.last_result = "PENDING", {"epoch": epoch}
+    local = pyarrow.fs.LocalFileSystem()
+    (tmp_path / "checkpoint_000000").mkdir()
+    kept = SimpleNamespace(filesystem=local, path=str(tmp_path / "checkpoint_000000"))
+    gone = SimpleNamespace(filesystem=local, path=str(tmp_path / "checkpoint_000001"))
+    trials = {trial_id: FakeTrial(trial_id, {"optimizer": "adam"}, checkpoint=checkpoint)
+              for trial_id, checkpoint in (("caught", kept), ("lagging", kept), ("open", kept),
+                                           ("deleted", gone))}
+    for trial, epoch in zip(trials.values(), (2, 1, 2, 1)):  # as Ray's last snapshot has them
+        trial.last_result = {"epoch": epoch}
     race = RaceScheduler(None, "val_accuracy", "max", max_t=4, grace_period=1,
                          reduction_factor=2, study=search)
     controller = Controller(list(trials.values()))
     for trial in trials.values():
         race.on_trial_add(controller, trial)
     assert race.choose_trial_to_run(controller) is trials["lagging"]
-    assert controller.stopped == ["caught"]
+    assert controller.stopped == ["caught", "deleted"]
     assert race.on_trial_result(controller, trials["lagging"], {**row, "epoch": 2,
                                                                 "val_accuracy": 0.5}) == "STOP"
     assert race.on_trial_result(controller, trials["open"], {**row, "epoch": 3,
