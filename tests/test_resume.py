@@ -62,7 +62,7 @@ def test_time_budget_cut_then_moved_run_resumes_to_finished(tmp_path, data_dir, 
     in one line; moved to another folder, --resume continues the cut trials from their
     checkpoints and runs the remaining samples to a finished run."""
     args = search(data_dir, tmp_path / "runs", "budget", "--num-samples", 6, "--max-epochs", 5,
-                  "--grace-period", 5, "--time-budget", 10, "--final")
+                  "--grace-period", 5, "--time-budget", 15, "--final")
     first = run_cli(*args)
     assert first.returncode == 0, first.stderr[-3000:]
     run_dir = tmp_path / "runs" / "budget"

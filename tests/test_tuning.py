@@ -304,27 +304,6 @@ def test_storage_uris_are_refused_in_one_line(uri, tmp_path, monkeypatch, capsys
 
 
 @pytest.mark.slow
-def test_a_reused_worker_that_cannot_reset_errors_its_trial_and_the_search_ends(tmp_path):
-    """Tune ends a trial ERROR without telling the searcher when the worker it reuses cannot
-    be reset in time (here: no time at all); the study hears it from the race, so that the
-    search ends with those trials errored, not waiting for them for ever."""
-    import pandas as pd
-
-    env = {**os.environ, "TUNE_FUNCTION_THREAD_TIMEOUT_S": "0", "SLEEPY_EPOCH_SECONDS": "0.05"}
-    result = run_cli("--space", ROOT / "benchmarks" / "sleepy_task.py", "--num-samples", 6,
-                     "--max-epochs", 2, "--confirm-seeds", 0, "--storage-path", tmp_path,
-                     "--name", "reset", env=env, timeout=240)
-    assert result.returncode == 0, result.stderr[-3000:]
-    run_dir = tmp_path / "reset"
-    errors = [p.read_text() for p in run_dir.glob("trial_*/error.txt")]
-    assert any("reset_config" in e for e in errors), "no reused worker failed to reset"
-    study = load_study(run_dir)
-    assert not [t.number for t in study.trials if t.state == TrialState.RUNNING]
-    board = pd.read_csv(run_dir / "leaderboard.csv")
-    assert len(board) == 6 and (board["status"] == "errored").sum() == len(errors)
-
-
-@pytest.mark.slow
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; this machine has none")
 def test_fractional_gpus_per_trial(tmp_path, data_dir):

@@ -228,7 +228,8 @@ class StudySearch(OptunaSearch):
         if run_dir is not None:
             self._bind(run_dir)
         handed_out = by_ray_trial(self._ot_study)
-        kept = {ot._trial_id: ot for ot in self._ot_trials.values()}
+        # snapshots before REBUILT was left out hold the trial objects
+        kept = {ot._trial_id: ot for ot in getattr(self, "_ot_trials", {}).values()}
         self._ot_trials = {rid: kept.get(t._trial_id) or optuna.trial.Trial(self._ot_study,
                                                                            t._trial_id)
                            for rid, t in handed_out.items()}
