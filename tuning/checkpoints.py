@@ -60,10 +60,11 @@ def drop_ended(run_dir: Path, trial_ids: Iterable[str] | None = None) -> int:
 
 class DropEndedCheckpoints(Callback):
     """Deletes an ended trial's checkpoints during the run, at the second snapshot of the
-    experiment after it ended: Tune writes the trials' statuses, then asks the callbacks for their
-    state (get_state), then uploads the snapshot to the storage; by the next snapshot the upload
-    of the one before has been waited for or superseded. What ends after the last snapshot is
-    deleted by the phase, once fit has returned (drop_ended)."""
+    experiment after it ended: at each snapshot Tune writes the trials' statuses, then asks the
+    callbacks for their state (get_state), then starts uploading the snapshot (or leaves it to a
+    later one while an upload still runs). So one snapshot that lists the trial as ended has been
+    written; where a crash beats its upload, see the module's docstring. What ends after the last
+    snapshot is deleted by the phase, once fit has returned (drop_ended)."""
 
     def __init__(self) -> None:
         self._ended: list[tuple[Any, str]] = []  # (pyarrow filesystem, trial path), ended since
