@@ -120,23 +120,26 @@ class RaceScheduler(FIFOScheduler):
                 self._study.record_stop(trial.trial_id, int(epoch))
         return decision
 
+    def _forget(self, trial_id: str) -> AsyncHyperBandScheduler | None:
+        """A trial has ended: no longer live, out of its lane; the lane's ASHA, if it raced."""
+        self._live.pop(trial_id, None)
+        name = self._lane_of.pop(trial_id, None)
+        return None if name is None else self.lanes[name]
+
     def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> None:
-        self._live.pop(trial.trial_id, None)
-        name = self._lane_of.pop(trial.trial_id, None)
-        if name is not None:
-            self.lanes[name].on_trial_complete(tune_controller, trial, result)
+        asha = self._forget(trial.trial_id)
+        if asha is not None:
+            asha.on_trial_complete(tune_controller, trial, result)
 
     def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
-        self._live.pop(trial.trial_id, None)
-        name = self._lane_of.pop(trial.trial_id, None)
-        if name is not None:
-            self.lanes[name].on_trial_remove(tune_controller, trial)
+        asha = self._forget(trial.trial_id)
+        if asha is not None:
+            asha.on_trial_remove(tune_controller, trial)
 
     def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
-        self._live.pop(trial.trial_id, None)
-        name = self._lane_of.pop(trial.trial_id, None)
-        if name is not None:
-            self.lanes[name].on_trial_error(tune_controller, trial)
+        asha = self._forget(trial.trial_id)
+        if asha is not None:
+            asha.on_trial_error(tune_controller, trial)
 
     def _hear_unreported_errors(self) -> None:
         """A trial that Tune ended ERROR without telling the scheduler or the searcher: Ray 2.60
@@ -145,8 +148,7 @@ class RaceScheduler(FIFOScheduler):
         search never ending. It is told here as Tune tells a trial that failed."""
         for trial_id, trial in list(self._live.items()):
             if trial.status == "ERROR":
-                self._live.pop(trial_id)
-                self._lane_of.pop(trial_id, None)
+                self._forget(trial_id)
                 if self._study is not None:
                     self._study.on_trial_complete(trial_id, error=True)
 
