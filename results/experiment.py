@@ -4,6 +4,11 @@ RUN_DIR holds run.json (ours), optionally the Optuna journal named by run.json["
 one Ray trial directory per trial: any subdirectory with a params.json, beside result.json (one
 JSON line per reported epoch) and error.txt when the trial errored; a trial directory with only
 an error.txt (it failed before it started) is read with the params the study suggested.
+
+The study is written as each epoch is heard; Ray copies result.json to RUN_DIR at its next
+snapshot. Where a run was killed between the two, an ended trial's last epochs are in the study
+only: they are read from it (the score alone, the other metrics NaN), so that the leaderboard
+ranks the trial on the epochs the search acted on.
 """
 
 from __future__ import annotations
@@ -233,6 +238,7 @@ def load_experiment(run_dir: Path) -> Experiment:
                           "trial directories (subdirectories with a params.json)")
     trials, history, params_by_id, skipped = [], [], {}, []
     suggested = study_params(study)
+    heard = study_epochs(study)
     unstarted = sorted(p.parent for p in run_dir.glob(f"{TRIAL_DIR_PREFIX}*/error.txt")
                        if not (p.parent / "params.json").exists())
     for trial_dir in trial_dirs + unstarted:
@@ -252,6 +258,7 @@ def load_experiment(run_dir: Path) -> Experiment:
         if trial_id in params_by_id:  # ids must be unique to join trials with their history
             trial_id = trial_dir.name
         epochs = _epochs(results, trial_id, Score.of(run).column)
+        epochs += _unsynced(epochs, heard.get(trial_id, {}), trial_id, Score.of(run).column)
         trials.append(_trial_row(trial_dir, trial_id, params, epochs, run, reasons.get(trial_id)))
         history.extend(epochs)
         params_by_id[trial_id] = params
@@ -267,6 +274,29 @@ def study_params(study: Any) -> dict[str, dict[str, Any]]:
         return {}
     return {t.user_attrs["ray_trial_id"]: dict(t.params) for t in study.get_trials(deepcopy=False)
             if "ray_trial_id" in t.user_attrs}
+
+
+def study_epochs(study: Any) -> dict[str, dict[int, float]]:
+    """The score of each epoch the study heard, by Ray trial id, of the trials that ended ({}
+    without a study); the last study trial of a Ray trial (a retry continues it) tells."""
+    if study is None:
+        return {}
+    return {t.user_attrs["ray_trial_id"]: dict(t.intermediate_values)
+            for t in study.get_trials(deepcopy=False)
+            if "ray_trial_id" in t.user_attrs and t.user_attrs.get("reason") != "lost_in_crash"}
+
+
+def _unsynced(epochs: list[dict[str, Any]], heard: dict[int, float], trial_id: str, score: str
+              ) -> list[dict[str, Any]]:
+    """The epochs after the last in result.json that the study heard: rows with the score only."""
+    last = epochs[-1]["epoch"] if epochs else 0
+    rows = []
+    for epoch in sorted(e for e in heard if e > last):
+        row = {"trial_id": trial_id, "epoch": int(epoch), score: _number(heard[epoch])}
+        row.update({k: math.nan for k in METRICS if k != "diverged"})
+        row.update({"diverged": False, "time_total_s": math.nan, "timestamp": math.nan})
+        rows.append(row)
+    return rows
 
 
 def study_reasons(study: Any) -> dict[str, str]:

@@ -21,7 +21,7 @@ from conftest import make_split, write_idx_files
 from results import report
 from results.experiment import ReportError, load_experiment, read_results
 from results.figures import FIGURES, asha_rungs, first_rung_study
-from results.leaderboard import LEADING, TRAILING
+from results.leaderboard import LEADING, TRAILING, leaderboard
 from trainables.config import bookkeeping, parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -200,6 +200,22 @@ def test_result_lines_cut_short_or_repeated_are_tolerated(tmp_path):
     assert history[history["trial_id"] == "abcde_00003"]["val_accuracy"].tolist() == [0.52]
     assert len(experiment.trials) == 6 and experiment.skipped[0].startswith(
         "trial directory train_abcde_00006_6 skipped: cannot read")
+
+
+def test_epochs_the_study_heard_after_the_last_synced_line_are_read_from_it(tmp_path):
+    """A run killed after the study heard a trial's last epochs but before Ray copied its
+    result.json: the trial is ranked on every epoch the study heard, with the score alone."""
+    run_dir = make_run_dir(tmp_path / "run")
+    trial = next(run_dir.glob("train_abcde_00000_*")) / "result.json"
+    trial.write_text("".join(trial.read_text().splitlines(keepends=True)[:2]))
+    experiment = load_experiment(run_dir)
+    rows = experiment.history[experiment.history["trial_id"] == "abcde_00000"]
+    assert rows["epoch"].tolist() == [1, 2, 3, 4]
+    assert rows["val_accuracy"].tolist() == [0.70, 0.80, 0.85, 0.84]
+    assert rows["val_loss"].iloc[:2].notna().all() and rows["val_loss"].iloc[2:].isna().all()
+    board = leaderboard(experiment).set_index("trial_id")
+    assert board.loc["abcde_00000", ["status", "epochs_run", "val_accuracy", "best_epoch"]].tolist() \
+        == ["completed", 4, 0.84, 3]
 
 
 def test_best_config_round_trips_through_parse_config(reported):
