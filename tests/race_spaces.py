@@ -1,4 +1,4 @@
-"""Two test spaces racing Adam against SGD on faint generated images (faint_split): Adam learns
+"""A test space racing Adam against SGD on faint generated images (faint_split): Adam learns
 fast, then its exponential schedule freezes it near 80%; SGD warms up (its lr multiplied by 10
 after epoch 2) and ends at 100% by epoch 4, far behind Adam at epoch 2 (measured over seeds 0-3:
 SGD 20-33% at epoch 2, 100% at 4 to 6; Adam 77-84% from epoch 2 on)."""
@@ -35,16 +35,8 @@ def raced(trial, max_epochs: int) -> dict:
     return _settings(trial.suggest_categorical("optimizer", ["adam", "sgd"]), trial, max_epochs)
 
 
-def alternating(trial, max_epochs: int) -> dict:
-    """The same choice without COMPARE (so plain ASHA): Adam for even trials, SGD for odd."""
-    optimizer = ["adam", "sgd"][trial.number % 2]
-    return {"optimizer": optimizer, **_settings(optimizer, trial, max_epochs)}
-
-
 BUDGET = Budget(max_epochs=6, grace_period=2, reduction_factor=2, num_samples=4)
 SPACES = {
     "slow_starter": Space("slow_starter", "Adam against a slow-starting SGD", "Adam or SGD?",
                           "optimizer", BUDGET, raced),
-    "slow_starter_plain": Space("slow_starter_plain", "the same under plain ASHA", "Adam or SGD?",
-                                None, BUDGET, alternating),
 }

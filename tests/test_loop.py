@@ -221,26 +221,27 @@ def test_resume_needs_the_shuffle_state(splits):
 
 @pytest.mark.slow
 def test_tutorial_learning_curve_on_real_data():
-    """On real FashionMNIST the tutorial's run (SGD, lr 1e-3) follows its published curve."""
+    """On real FashionMNIST the tutorial's run (SGD, lr 1e-3) follows its published curve over
+    its first two epochs, where the tutorial's bands are narrow; the loop itself is checked
+    against the tutorial's step by step (test_train_epoch_matches_tutorial_loop)."""
     try:
         train, test = load_dataset("fashion_mnist", download=False)
     except DataError as err:
         pytest.skip(f"FashionMNIST is not installed (apt-get install dataset-fashion-mnist): {err}")
     train, test = to_device(train, "cpu"), to_device(test, "cpu")
-    config = parse_config({"optimizer": "sgd", "lr": 0.001, "batch_size": 64, "epochs": 10,
+    config = parse_config({"optimizer": "sgd", "lr": 0.001, "batch_size": 64, "epochs": 2,
                            "shuffle": False})
     trainer = Trainer(config, TASK)
     history = [fit(trainer, train, test, holdout_name="test") for _ in range(config.epochs)]
     accuracy = [m["test_accuracy"] for m in history]
     loss = [m["test_loss"] for m in history]
     # The published bands, widened by about a point: the tutorial prints 45-50% / 2.15-2.18 after
-    # epoch 1, 55-59% / 1.88-1.94 after epoch 2 and mid-60s to about 70% by epoch 10. With seed 0 we
-    # measured 49.48% / 2.1624, 59.23% / 1.8993 and 71.18% / 0.7791; the tutorial's own runs vary
-    # with their random start, and its loss is a mean of batch means where ours is per sample.
+    # epoch 1 and 55-59% / 1.88-1.94 after epoch 2 (then mid-60s to about 70% by epoch 10). With
+    # seed 0 we measured 49.48% / 2.1624 and 59.23% / 1.8993 (71.18% / 0.7791 after 10 epochs);
+    # the tutorial's own runs vary with their random start, and its loss is a mean of batch means
+    # where ours is per sample.
     assert 0.44 <= accuracy[0] <= 0.51 and 2.14 <= loss[0] <= 2.19
     assert 0.54 <= accuracy[1] <= 0.61 and 1.87 <= loss[1] <= 1.95
-    assert 0.63 <= accuracy[9] <= 0.73
-    assert accuracy == sorted(accuracy) and loss == sorted(loss, reverse=True)  # rising all the way
 
 
 @pytest.mark.parametrize("train_loss, loss, diverged", [

@@ -1,5 +1,6 @@
 """Runs that survive what stops them: kill -9 as a trial ends, the time budget, a moved run
-directory, a worker killed under a trial, and a resume that would change the run's inputs."""
+directory, Ctrl-C during confirmation, a worker killed under a trial, and a resume that would
+change the run's inputs."""
 
 import json
 import os
@@ -10,6 +11,7 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
+from results.experiment import read_results
 from runs import (assert_finished_once, checkpoints, data_dir, journal_ends,  # noqa: F401
                   kill_run, load_study, run_cli, run_status, start_run, trial_results, wait_for)
 from tuning.run import main
@@ -57,12 +59,15 @@ def test_kill_as_a_trial_ends_then_resume_runs_every_trial_once(tmp_path, data_d
         assert_went_on([r["epoch"] for r in rows], trial_id)
 
 
-def test_time_budget_cut_then_moved_run_resumes_to_finished(tmp_path, data_dir, capsys):
+def test_time_budget_cut_moved_run_resumed_interrupted_in_confirmation_and_resumed_again(
+        tmp_path, data_dir, capsys):
     """A run cut by --time-budget says so; a resume that would change its data or split is refused
     in one line; moved to another folder, --resume continues the cut trials from their
-    checkpoints and runs the remaining samples to a finished run."""
+    checkpoints and runs the remaining samples; Ctrl-C while confirmation trains, and --resume
+    again: the confirmation runs continue from their checkpoints (no epoch twice) and the run
+    ends finished with every seed of every config."""
     args = search(data_dir, tmp_path / "runs", "budget", "--num-samples", 6, "--max-epochs", 5,
-                  "--grace-period", 5, "--time-budget", 15, "--final")
+                  "--grace-period", 5, "--time-budget", 15, "--confirm-seeds", 2, "--final")
     first = run_cli(*args)
     assert first.returncode == 0, first.stderr[-3000:]
     run_dir = tmp_path / "runs" / "budget"
@@ -74,17 +79,22 @@ def test_time_budget_cut_then_moved_run_resumes_to_finished(tmp_path, data_dir, 
     before = trial_results(run_dir)
     cut = {t.user_attrs["ray_trial_id"] for t in study.trials if t.state == TrialState.RUNNING}
     assert cut, "no trial was cut short by the time budget"
-    # a cut trial is unfinished on the leaderboard, or completed where it had reported its last
-    # epoch before the study heard it end; none is said to be stopped by ASHA
-    board = pd.read_csv(run_dir / "leaderboard.csv")
-    for _, row in board[board["trial_id"].isin(cut)].iterrows():
-        assert row["status"] == "unfinished" or (
-            row["status"] == "completed" and row["epochs_run"] == row["epochs_planned"]), row
-    # (on a slow machine the budget may cut every trial: then none ended before the cut)
-    assert set(board[~board["trial_id"].isin(cut)]["status"]) <= {"completed"}
+    if any(before.values()):
+        # a cut trial is unfinished on the leaderboard, or completed where it had reported its
+        # last epoch before the study heard it end; none is said to be stopped by ASHA
+        board = pd.read_csv(run_dir / "leaderboard.csv")
+        for _, row in board[board["trial_id"].isin(cut)].iterrows():
+            assert row["status"] == "unfinished" or (
+                row["status"] == "completed" and row["epochs_run"] == row["epochs_planned"]), row
+        # (on a slow machine the budget may cut every trial: then none ended before the cut)
+        assert set(board[~board["trial_id"].isin(cut)]["status"]) <= {"completed"}
+    else:  # a machine so busy that no trial finished an epoch within the budget
+        assert "No report yet: no trial in " in first.stdout
+        assert not (run_dir / "leaderboard.csv").exists()
     # a cut trial keeps the checkpoint it resumes from (and may keep one its worker wrote for an
     # epoch the driver had not heard yet when the budget ran out); an ended one keeps none
-    assert not checkpoints(run_dir, set(board["trial_id"]) - cut)
+    trial_ids = {path.name.removeprefix("trial_") for path in run_dir.glob("trial_*")}
+    assert not checkpoints(run_dir, trial_ids - cut)
     kept = {p.parent.name.removeprefix("trial_") for p in checkpoints(run_dir)}
     assert cut & {t for t, rows in before.items() if rows} <= kept <= cut
 
@@ -102,16 +112,38 @@ def test_time_budget_cut_then_moved_run_resumes_to_finished(tmp_path, data_dir, 
         assert len(lines) == 1 and message in lines[0], lines
 
     shutil.move(run_dir, tmp_path / "moved" / "budget")
-    result = run_cli("--space", "sgd_vs_adam", "--resume", "--name", "budget", "--storage-path",
-                     tmp_path / "moved")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert not run_dir.exists()
     moved = tmp_path / "moved" / "budget"
+    process = start_run("--space", "sgd_vs_adam", "--resume", "--name", "budget",
+                        "--storage-path", tmp_path / "moved")
+    try:
+        assert wait_for(lambda: any(r and r[-1]["epoch"] <= 3 for r in map(
+            read_results, (moved / "confirm").glob("*/result.json"))), process, poll=0.1)
+        process.send_signal(signal.SIGINT)  # as a terminal's Ctrl-C
+        process.wait(timeout=120)
+    finally:
+        kill_run(process)
+    assert not run_dir.exists()
+    run = json.loads((moved / "run.json").read_text())
+    assert (run["status"], run["phase"]) == ("interrupted", "confirm")
+    # runs start together: one may have reported nothing yet when the interrupt came
+    assert [r for r in map(read_results, (moved / "confirm").glob("*/result.json"))
+            if not r or r[-1]["epoch"] < 5], "no confirmation run was cut short by the interrupt"
+
+    result = run_cli("--space", "sgd_vs_adam", "--resume", "--final", "--name", "budget",
+                     "--storage-path", tmp_path / "moved")
+    assert result.returncode == 0, result.stderr[-3000:]
     assert_finished_once(moved, 6)
     after = trial_results(moved)
     for trial_id, rows in before.items():  # cut trials went on from where they were
         assert [r["epoch"] for r in after[trial_id]][:len(rows)] == [r["epoch"] for r in rows]
         assert_went_on([r["epoch"] for r in after[trial_id]], trial_id)
+    for trial_id, rows in trial_results(moved / "confirm").items():  # confirmation went on too
+        assert_went_on([r["epoch"] for r in rows], trial_id)
+        assert rows[-1]["epoch"] == 5
+    table = pd.read_csv(moved / "confirmation.csv")
+    assert table.groupby("trial_id")["seed"].apply(sorted).tolist() == [[0, 1]] * 2
+    assert set(table["status"]) == {"completed"}
+    assert (moved / "final").is_dir()
 
 
 def test_killed_workers_recover_or_error_and_resume_finishes_under_max_concurrent(tmp_path,
