@@ -24,7 +24,7 @@ def define(trial: optuna.Trial, max_epochs: int) -> dict:
     optimizer = trial.suggest_categorical("optimizer", list(LR_RANGES))
     trial.suggest_float("lr", *LR_RANGES[optimizer], log=True)
     if optimizer == "sgd":
-        trial.suggest_float("momentum", 0.0, 0.95)
+        trial.suggest_categorical("momentum", [0.0, 0.5, 0.9])
     trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True)
     trial.suggest_categorical("batch_size", [64, 128, 256])
     return {"epochs": max_epochs}  # ASHA decides who trains how long
