@@ -15,6 +15,13 @@ def _places(value: float) -> int:
     return max(0, 1 - math.floor(math.log10(float(f"{value:.2g}"))))
 
 
+def _at_least(digits: int, points: float) -> int:
+    """`digits` decimal places, or more where fewer would show a positive value as 0."""
+    if points > 0 and round(points, digits) == 0:
+        return -math.floor(math.log10(float(f"{points:.1g}")))
+    return digits
+
+
 @dataclass(frozen=True)
 class Score:
     column: str = "val_accuracy"  # val_<metric>: the score of a trial, its last epoch's value
@@ -74,7 +81,8 @@ class Score:
         """'89.0 ± 0.1%', or '53.24 ± 0.71': other metrics to the sd's second significant digit."""
         if sd is None or (isinstance(sd, float) and math.isnan(sd)):
             return self.format(mean, digits)
-        if self.percent:
+        if self.percent:  # '88.46 ± 0.04%' where one place would say ± 0.0%
+            digits = _at_least(digits, 100 * sd)
             return f"{100 * mean:.{digits}f} ± {100 * sd:.{digits}f}%"
         places = _places(sd) if sd > 0 else digits + 1
         return f"{mean:.{places}f} ± {sd:.{places}f}"
@@ -87,7 +95,7 @@ class Score:
         """'the 0.5-point gap', 'the gap of 4.0': a gap as the answer writes it."""
         gap = abs(winner - other)
         if self.percent:
-            return f"the {100 * gap:.1f}-point gap"
+            return f"the {100 * gap:.{_at_least(1, 100 * gap)}f}-point gap" if gap > 0 else "no gap"
         return f"the gap of {gap:.{_places(gap)}f}" if gap > 0 else "no gap"
 
     def margin(self, winner: float, other: float) -> str:

@@ -22,6 +22,7 @@ from results import report
 from results.experiment import ReportError, load_experiment, read_results
 from results.figures import FIGURES, asha_rungs, first_rung_study
 from results.leaderboard import LEADING, TRAILING, leaderboard
+from results.metric import Score
 from trainables.config import bookkeeping, parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -289,6 +290,17 @@ def write_confirmation(run_dir: Path, runs: dict[str, list[tuple[int, float]]],
                 {"epoch": e, metric: v if metric == "val_accuracy" else rmse(v), "val_loss": 0.5,
                  "train_loss": 0.4, "seconds": seconds, "diverged": False,
                  "epochs_planned": epochs}) + "\n" for e, v in enumerate(values, 1)))
+
+
+def test_a_spread_or_gap_below_a_tenth_of_a_point_is_not_shown_as_zero():
+    """An sd or a gap under 0.05 points is shown to its first significant digit, not as 0.0."""
+    score = Score()
+    assert score.spread(0.8846, 0.0004) == "88.46 ± 0.04%"
+    assert score.spread(0.883, 0.004) == "88.3 ± 0.4%"
+    assert score.spread(0.883, 0.0) == "88.3 ± 0.0%"
+    assert score.gap(0.8846, 0.8845) == "the 0.01-point gap"
+    assert score.gap(0.89, 0.885) == "the 0.5-point gap"
+    assert score.gap(0.89, 0.89) == "no gap"
 
 
 SAME_COST = " No other confirmed config trains in 90% of the best's time or less."
