@@ -15,7 +15,8 @@ import pytest
 
 from results.rundir import RUN_FILE, STUDY_FILE
 
-pytestmark = pytest.mark.slow
+# on the xdist worker that runs the README's smoke test, whose run these tests open
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("smoke_run")]
 
 
 def finished(smoke_run):
