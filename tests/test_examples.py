@@ -23,7 +23,7 @@ from trainables.task import load_task
 from tuning.run import main
 from tuning.search import study_storage
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("examples")]  # one worker: one run each
+pytestmark = pytest.mark.slow
 EXAMPLES = ROOT / "examples"
 SMALL = {"num_samples": 3, "max_epochs": 2, "grace_period": 1, "confirm_seeds": 2}
 # the regression's run is the one whose study and reports are checked against each other: enough

@@ -48,7 +48,6 @@ def test_readme_quick_command_runs(command, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("smoke_run")  # with tests/test_viewers.py, which open its run
 def test_readme_smoke_test_runs_as_written(smoke_run):
     """The README's --smoke-test command finishes a run of 4 trials with its reports, exit code 0."""
     done, run_dir = smoke_run

@@ -15,8 +15,7 @@ import pytest
 
 from results.rundir import RUN_FILE, STUDY_FILE
 
-# on the xdist worker that runs the README's smoke test, whose run these tests open
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("smoke_run")]
+pytestmark = pytest.mark.slow
 
 
 def finished(smoke_run):
