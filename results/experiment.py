@@ -290,13 +290,7 @@ def _unsynced(epochs: list[dict[str, Any]], heard: dict[int, float], trial_id: s
               ) -> list[dict[str, Any]]:
     """The epochs after the last in result.json that the study heard: rows with the score only."""
     last = epochs[-1]["epoch"] if epochs else 0
-    rows = []
-    for epoch in sorted(e for e in heard if e > last):
-        row = {"trial_id": trial_id, "epoch": int(epoch), score: _number(heard[epoch])}
-        row.update({k: math.nan for k in METRICS if k != "diverged"})
-        row.update({"diverged": False, "time_total_s": math.nan, "timestamp": math.nan})
-        rows.append(row)
-    return rows
+    return _epochs([{"epoch": e, score: v} for e, v in heard.items() if e > last], trial_id, score)
 
 
 def study_reasons(study: Any) -> dict[str, str]:
