@@ -10,6 +10,7 @@ results/ because tuning imports results and never the other way round.
         optuna.journal       STUDY_FILE: the Optuna study (tuning.search)
         trial_<id>/          TRIAL_DIR_PREFIX and Ray's trial id: params.json, result.json, ...
         confirm/             CONFIRM_DIR: the confirmation runs, Ray trials of their own
+                             (with the trials in a bucket, tuning.storage: their copied results)
         leaderboard.csv, history.csv, confirmation.csv, summary.md, report.html, figures/
         best_config.json     BEST_CONFIG_FILE: for python -m tuning.train --config
         final/               FINAL_DIR: the final training (final_metrics.json, model.pt, ...)

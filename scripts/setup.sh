@@ -22,7 +22,7 @@ fi
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import torch, torchvision, ray.tune, optuna, pandas, scipy, sklearn, pytest, xdist, tensorboard, optuna_dashboard, trainables" 2>/dev/null; then
+if ! .venv/bin/python -c "import torch, torchvision, ray.tune, optuna, pandas, scipy, sklearn, pytest, xdist, moto.server, tensorboard, optuna_dashboard, trainables" 2>/dev/null; then
     echo "setup: installing Python packages into .venv (torch is several GB)"
     .venv/bin/pip install -q --disable-pip-version-check torch==2.14.1 torchvision==0.29.1
     .venv/bin/pip install -q --disable-pip-version-check -e '.[test,dashboard,examples]'

@@ -103,7 +103,7 @@ def write_dataset():
 
 
 # The README's commands, run as written: the cheap ones by tests/test_readme.py, the smoke test
-# once per session, its run also opened in TensorBoard and optuna-dashboard (tests/test_viewers.py)
+# once, its run also opened in TensorBoard and optuna-dashboard (tests/test_smoke_run.py)
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEM_DATA = Path("/usr/share/datasets/fashion-mnist")
 SCRIPTS = {"tune-run": "tuning.run", "tune-train": "tuning.train", "tune-report": "results.report"}

@@ -1,6 +1,7 @@
 """Running `python -m tuning.run` as a user does, stopping it as the world does, and reading back
 what it left: the study, each trial's reported rows and the leaderboard."""
 
+import contextlib
 import json
 import os
 import signal
@@ -35,10 +36,68 @@ def run_cli(*args, timeout=300, **kwargs):
                           timeout=timeout, **kwargs)
 
 
-def start_run(*args):
+def start_run(*args, **kwargs):
     """The command in a session of its own, so that the whole Ray it starts can be killed."""
     return subprocess.Popen([*RUN, *map(str, args)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+                            stderr=subprocess.DEVNULL, start_new_session=True, **kwargs)
+
+
+S3_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+          "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+@contextlib.contextmanager
+def s3_server():
+    """An S3-compatible server (moto's) on the loopback address, with a bucket, stopped by its pid
+    at the end: the URI of a folder in the bucket, for --storage-path. The credentials it takes
+    (S3_ENV) must be in the environment of whatever reaches it."""
+    import socket
+
+    import pyarrow.fs
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                               str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"endpoint_override=127.0.0.1:{port}&scheme=http"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                filesystem, _ = pyarrow.fs.FileSystem.from_uri(
+                    f"s3://bucket?{endpoint}&allow_bucket_creation=true")
+                filesystem.create_dir("bucket")
+                break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        yield f"s3://bucket/runs?{endpoint}"
+    finally:
+        os.kill(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+@pytest.fixture
+def s3_bucket(monkeypatch):
+    """s3_server's bucket URI, its credentials in the environment, which the Ray nodes a test
+    starts inherit."""
+    for key, value in S3_ENV.items():
+        monkeypatch.setenv(key, value)
+    with s3_server() as uri:
+        yield uri
+
+
+def bucket_files(uri, folder):
+    """Every file in a folder under a bucket URI, by its path below the folder."""
+    import pyarrow.fs
+
+    filesystem, root = pyarrow.fs.FileSystem.from_uri(uri)
+    root = f"{root}/{folder}"
+    found = filesystem.get_file_info(pyarrow.fs.FileSelector(root, recursive=True,
+                                                             allow_not_found=True))
+    return [info.path[len(root) + 1:] for info in found if info.type == pyarrow.fs.FileType.File]
 
 
 def kill_run(process):
@@ -74,21 +133,28 @@ def load_study(run_dir):
     return optuna.load_study(study_name=Path(run_dir).name, storage=study_storage(Path(run_dir)))
 
 
-def journal_ends(run_dir):
-    """How many trial endings (COMPLETE, PRUNED or FAIL) the journal holds, read line by line as
-    a running search appends them."""
+def journal(run_dir):
+    """The study journal's operations, read line by line as a running search appends them."""
     path = Path(run_dir) / "optuna.journal"
-    if not path.is_file():
-        return 0
-    ended = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    count = 0
-    for line in path.read_text().splitlines():
+    logs = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
         try:
-            log = json.loads(line)
+            logs.append(json.loads(line))
         except json.JSONDecodeError:  # the line being written
             continue
-        count += log.get("op_code") == 6 and log.get("state") in ended  # SET_TRIAL_STATE_VALUES
-    return count
+    return logs
+
+
+def journal_ends(run_dir):
+    """How many trial endings (COMPLETE, PRUNED or FAIL) the journal holds."""
+    ended = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    return sum(log.get("op_code") == 6 and log.get("state") in ended  # SET_TRIAL_STATE_VALUES
+               for log in journal(run_dir))
+
+
+def journal_epochs(run_dir):
+    """How many epochs the journal holds, of all trials."""
+    return sum(log.get("op_code") == 7 for log in journal(run_dir))  # SET_TRIAL_INTERMEDIATE_VALUE
 
 
 def checkpoints(run_dir, trial_ids=None):

@@ -1,11 +1,19 @@
-"""Past one machine: a search on a simulated cluster (ray.cluster_utils.Cluster, every node a set
-of real Ray processes on this machine) that loses a node mid-run and gains another."""
+"""Past one machine: searches on simulated clusters (ray.cluster_utils.Cluster, every node a set
+of real Ray processes on this machine): one that loses a node mid-run and gains another; one
+whose trials live in an S3 bucket, with a worker and the command killed."""
 
+import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
 
-from runs import assert_finished_once, kill_run, start_run, trial_results, wait_for
+from conftest import make_split, write_idx_files
+from runs import (assert_finished_once, assert_raced_confirmed_and_reported,  # noqa: F401
+                  bucket_files, journal_ends, journal_epochs, kill_run, run_cli, s3_bucket, start_run,
+                  trial_results, wait_for)
+from trainables.task import load_task
 
 pytestmark = pytest.mark.slow
 
@@ -66,3 +74,111 @@ def test_a_search_loses_a_node_gains_another_and_every_trial_ends_once(tmp_path,
     board = board.set_index("trial_id")
     assert board.loc[lost["trial"], "retries"] >= 1
     assert not (board["status"] == "errored").any(), board["status"].to_dict()
+
+
+# appended to a copy of a task file: each process that imports the file notes its pid
+NOTE_IMPORT = """
+import os as _os
+with open(__file__ + ".imports", "a") as _log:
+    _log.write(f"{_os.getpid()}\\n")
+"""
+
+
+def training_workers(cluster):
+    """The pids of the cluster's Ray workers that are training a trial now (their process title
+    is ray::ImplicitFunc.train), and of no other Ray on this machine."""
+    raylets = {str(node.all_processes["raylet"][0].process.pid)
+               for node in [cluster.head_node, *cluster.worker_nodes]}
+    pids = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            title = (proc / "cmdline").read_bytes().split(b"\0")[0]
+            parent = (proc / "stat").read_text().rsplit(")", 1)[1].split()[1]
+        except OSError:
+            continue
+        if title.startswith(b"ray::ImplicitFunc.train") and parent in raylets:
+            pids.append(int(proc.name))
+    return pids
+
+
+def test_a_task_file_on_two_nodes_trials_in_a_bucket_a_worker_and_the_driver_killed(
+        tmp_path, s3_bucket):
+    """A copy of the pytorch/examples MNIST script as a task (its log-softmax network and NLL
+    loss, on torchvision's map-style MNIST, a sixth carved out to validate on) is raced, confirmed
+    and reported on both nodes of a two-node cluster, its trials kept in an S3 bucket (a real
+    S3-compatible server on the loopback address). A trial's worker is killed and the trial goes
+    on; the command is killed mid-search and --resume finishes the run from the bucket; the
+    report is complete, the study and the leaderboard agree, and the bucket keeps no checkpoint.
+    Ray ships the task's functions by value: no worker imports the file, only the commands do."""
+    import shutil
+
+    from ray.cluster_utils import Cluster
+
+    write_idx_files(tmp_path / "mnist" / "MNIST" / "raw", make_split(600, seed=1),
+                    make_split(100, seed=2))
+    task = tmp_path / "mine" / "my_mnist.py"
+    task.parent.mkdir()
+    shutil.copy(ROOT / "examples" / "mnist_example.py", task)
+    task.write_text(task.read_text() + NOTE_IMPORT)
+    script = load_task(str(ROOT / "examples" / "mnist_example.py")).baseline
+    assert script == {"optimizer": "sgd", "lr": 0.01, "momentum": 0.5, "batch_size": 64,
+                      "epochs": 10}
+    budget = {"num_samples": 6, "max_epochs": 2, "grace_period": 1, "confirm_seeds": 2}
+    args = ["--space", task, *[f"--{k.replace('_', '-')}={v}" for k, v in budget.items()],
+            "--data-dir", tmp_path / "mnist", "--storage-path", s3_bucket, "--name", "cluster"]
+    # the search asks Tune for a trial per slot at once (tuning.tuner.start_trials_together), so
+    # that each node's CPU gets one, whichever starts its worker first; Tune writes its state to
+    # the bucket every second (10 s or more by default), so that the kill finds it there
+    env = {**{k: v for k, v in os.environ.items() if k != "TUNE_MAX_PENDING_TRIALS_PG"},
+           "TUNE_GLOBAL_CHECKPOINT_S": "1"}
+    run_dir = tmp_path / "runs" / "cluster"  # the study and the reports: where the command runs
+    cluster = Cluster(initialize_head=True,
+                      head_node_args={"num_cpus": 1, "include_dashboard": False})
+    process = None
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        nodes = {cluster.head_node.node_id, *(node.node_id for node in cluster.worker_nodes)}
+        process = start_run(*args, "--address", cluster.address, cwd=tmp_path, env=env)
+        killed = []
+
+        def kill_a_trials_worker():
+            workers = training_workers(cluster)
+            if journal_epochs(run_dir) >= 1 and workers:  # it has a checkpoint to go on from
+                os.kill(workers[0], signal.SIGKILL)
+                killed.append(workers[0])
+            return bool(killed)
+
+        assert wait_for(kill_a_trials_worker, process, timeout=240, poll=0.05)
+
+        def failure_in_bucket_and_a_trial_ended():
+            return journal_ends(run_dir) >= 1 and any(
+                path.endswith("/error.txt") for path in bucket_files(s3_bucket, "cluster"))
+
+        assert wait_for(failure_in_bucket_and_a_trial_ended, process, timeout=240, poll=0.2)
+        kill_run(process)  # the command; the cluster runs on
+        assert journal_ends(run_dir) < budget["num_samples"], "the search ended before the kill"
+        assert not (run_dir / "leaderboard.csv").exists()
+        result = run_cli(*args, "--address", cluster.address, "--resume", cwd=tmp_path, env=env)
+    finally:
+        if process is not None:
+            kill_run(process)
+        cluster.shutdown()
+    assert result.returncode == 0, result.stderr[-3000:]
+    board, _ = assert_raced_confirmed_and_reported(run_dir, script, "val_accuracy", budget)
+    assert_finished_once(run_dir, budget["num_samples"])
+    assert json.loads((run_dir / "run.json").read_text())["data"]["val"] == 100
+    assert board["val_accuracy"].max() > 0.8
+    # the killed worker's trial went on and completed; no trial errored
+    assert board["retries"].sum() >= 1 and not (board["status"] == "errored").any(), board
+    # the trials are in the bucket, the reports read them here; no checkpoint is left anywhere
+    in_bucket = bucket_files(s3_bucket, "cluster")
+    for trial_id in board["trial_id"]:
+        assert f"trial_{trial_id}/result.json" in in_bucket
+    assert not [path for path in in_bucket if "/checkpoint_" in path]
+    assert not list(run_dir.glob("**/checkpoint_*"))
+    rows = {**trial_results(run_dir), **trial_results(run_dir / "confirm")}
+    assert len(nodes) == 2 and {trial[0]["node_id"] for trial in rows.values()} == nodes
+    importers = set(Path(f"{task}.imports").read_text().split())
+    workers = {str(row["pid"]) for trial in rows.values() for row in trial}
+    assert len(importers) == 2 and not importers & workers, (importers, workers)

@@ -11,9 +11,8 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from conftest import make_split, write_idx_files
-from runs import (  # noqa: F401 (data_dir: a fixture)
-    assert_raced_confirmed_and_reported, data_dir, load_study, run_cli, trial_results)
+from conftest import make_split
+from runs import data_dir, load_study, run_cli, trial_results  # noqa: F401 (a fixture)
 from search_spaces import SPACES
 from trainables.config import parse_config
 from trainables.data import carve_validation
@@ -290,16 +289,26 @@ def test_a_run_cut_before_its_first_epoch_reports_nothing_yet_without_failing(tm
         report(run_dir)
 
 
-@pytest.mark.parametrize("uri", ["s3://bucket/runs", "file:///tmp/runs"])
-def test_storage_uris_are_refused_in_one_line(uri, tmp_path, monkeypatch, capsys):
-    """A storage URI is a one-line error, not a local folder named like it (s3:/bucket/runs)."""
+@pytest.mark.parametrize("uri, message", [
+    ("s3://bucket/runs?endpoint_override=127.0.0.1:1&scheme=http",
+     "cannot write to --storage-path s3://bucket/runs: When initiating multiple part upload"),
+    ("s3://bucket/runs?access_key=me&secret_key=secret",
+     "--storage-path: no credentials in the URI (run.json records it); set them where pyarrow "
+     "reads them"),
+    ("file:///tmp/runs", "--storage-path file:///tmp/runs: give a local folder as a path"),
+    ("ftp://host/runs", "--storage-path ftp://host/runs: Unrecognized filesystem type in URI"),
+])
+def test_a_storage_uri_that_cannot_be_used_is_one_line(uri, message, tmp_path, monkeypatch,
+                                                        capsys):
+    """A bucket nothing answers at, credentials in the URI, a file:// URI or a scheme pyarrow does
+    not know: one line before anything starts, nothing written, no folder named like the URI."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     with pytest.raises(SystemExit) as exit:
         main(["--space", "sgd_vs_adam", "--storage-path", uri])
     assert exit.value.code == 2
-    assert capsys.readouterr().err.strip().splitlines() == [
-        f"python -m tuning.run: error: --storage-path {uri}: URIs are not supported; give a "
-        "folder (on a cluster, one that every node mounts at the same path)"]
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"python -m tuning.run: error: {message}"), lines
     assert list(tmp_path.iterdir()) == []
 
 
@@ -342,57 +351,45 @@ def test_list_spaces_prints_names_descriptions_and_parameters(capsys):
     assert {"sgd_vs_adam", "tutorial", "optimizers", "schedules", "cnn", "mlp_limits"} <= set(SPACES)
 
 
-# appended to a copy of a task file: each process that imports the file notes its pid
-NOTE_IMPORT = """
-import os as _os
-with open(__file__ + ".imports", "a") as _log:
-    _log.write(f"{_os.getpid()}\\n")
-"""
+def test_checkpoints_a_snapshot_no_longer_needs_go_at_the_next(tmp_path):
+    """At each of Tune's snapshots (get_state): a live trial's checkpoints older than its latest at
+    the snapshot before go, its latest always stays; an ended trial's all go at the second
+    snapshot after its end."""
+    from types import SimpleNamespace
 
+    import pyarrow.fs
+    from ray.tune import Checkpoint
 
-@pytest.mark.slow
-def test_a_task_file_reaches_both_nodes_of_a_cluster_by_value(tmp_path):
-    """With --address, a copy of the pytorch/examples MNIST script as a task (its log-softmax
-    network and NLL loss, on torchvision's map-style MNIST read in each trial, a sixth carved out
-    to validate on) is raced, confirmed and reported on both nodes of a two-node cluster. Ray
-    ships the task's functions by value, so that no worker imports the file (only the command
-    does), and a node without the file could run it."""
-    import shutil
+    from tuning.checkpoints import DropCheckpoints
 
-    from ray.cluster_utils import Cluster
+    filesystem = pyarrow.fs.LocalFileSystem()
+    trial_dir = tmp_path / "trial_a"
+    trial = SimpleNamespace(trial_id="a", storage=SimpleNamespace(
+        storage_filesystem=filesystem, trial_fs_path=str(trial_dir)))
+    drop = DropCheckpoints()
 
-    write_idx_files(tmp_path / "mnist" / "MNIST" / "raw", make_split(600, seed=1),
-                    make_split(100, seed=2))
-    task = tmp_path / "mine" / "my_mnist.py"
-    task.parent.mkdir()
-    shutil.copy(ROOT / "examples" / "mnist_example.py", task)
-    task.write_text(task.read_text() + NOTE_IMPORT)
-    script = load_task(str(ROOT / "examples" / "mnist_example.py")).baseline
-    assert script == {"optimizer": "sgd", "lr": 0.01, "momentum": 0.5, "batch_size": 64,
-                      "epochs": 10}
-    budget = {"num_samples": 3, "max_epochs": 2, "grace_period": 1, "confirm_seeds": 2}
-    cluster = Cluster(initialize_head=True,
-                      head_node_args={"num_cpus": 1, "include_dashboard": False})
-    try:
-        cluster.add_node(num_cpus=1)
-        cluster.wait_for_nodes()
-        nodes = {cluster.head_node.node_id, *(node.node_id for node in cluster.worker_nodes)}
-        # the search asks Tune for a trial per slot at once (tuning.tuner.start_trials_together),
-        # so that each node's CPU gets one, whichever starts its worker first
-        env = {k: v for k, v in os.environ.items() if k != "TUNE_MAX_PENDING_TRIALS_PG"}
-        result = run_cli("--space", task, *[f"--{k.replace('_', '-')}={v}" for k, v in
-                                            budget.items()],
-                         "--data-dir", tmp_path / "mnist", "--address", cluster.address,
-                         "--storage-path", tmp_path / "runs", "--name", "cluster", env=env)
-    finally:
-        cluster.shutdown()
-    assert result.returncode == 0, result.stderr[-3000:]
-    run_dir = tmp_path / "runs" / "cluster"
-    board, _ = assert_raced_confirmed_and_reported(run_dir, script, "val_accuracy", budget)
-    assert json.loads((run_dir / "run.json").read_text())["data"]["val"] == 100
-    assert board["val_accuracy"].max() > 0.8
-    rows = {**trial_results(run_dir), **trial_results(run_dir / "confirm")}
-    assert len(nodes) == 2 and {trial[0]["node_id"] for trial in rows.values()} == nodes
-    importers = set(Path(f"{task}.imports").read_text().split())
-    workers = {str(row["pid"]) for trial in rows.values() for row in trial}
-    assert len(importers) == 1 and not importers & workers, (importers, workers)
+    def save(n):
+        path = trial_dir / f"checkpoint_{n:06d}"
+        path.mkdir(parents=True)
+        drop.on_checkpoint(0, [], trial, Checkpoint(str(path), filesystem))
+
+    def kept():
+        return [int(p.name[-6:]) for p in sorted(trial_dir.glob("checkpoint_*"))]
+
+    save(0)
+    save(1)
+    drop.get_state()  # lists 1
+    save(2)
+    assert kept() == [0, 1, 2]
+    drop.get_state()  # lists 2; 0 goes
+    assert kept() == [1, 2]
+    drop.get_state()
+    assert kept() == [2]
+    drop.get_state()
+    assert kept() == [2]
+    save(3)
+    drop.on_trial_complete(0, [], trial)
+    drop.get_state()  # lists the trial as ended
+    assert kept() == [2, 3]
+    drop.get_state()
+    assert kept() == []

@@ -12,7 +12,7 @@ from ray.tune.search import Searcher
 from results.confirmation import confirmation_runs, plan
 from results.experiment import load_experiment
 from results.leaderboard import leaderboard
-from results.rundir import CONFIRM_DIR
+from tuning.storage import Trials
 
 
 def configs(run_dir: Path, seeds: int) -> list[dict[str, Any]]:
@@ -52,25 +52,24 @@ class Listed(Searcher):
         self._configs, self._next = state["configs"], state["next"]
 
 
-def build_confirmation(run_dir: Path, trainable: Any, planned: list[dict[str, Any]],
+def build_confirmation(runs: Trials, trainable: Any, planned: list[dict[str, Any]],
                        resume: bool, callbacks: list[Any], trial_dirname: Any) -> Any:
-    """The Tuner of the confirmation runs: restored where an interrupted one exists."""
+    """The Tuner of the confirmation runs, kept in `runs` (the run's CONFIRM_DIR): restored where
+    an interrupted one exists."""
     from ray import tune
 
-    from tuning.checkpoints import DropEndedCheckpoints
+    from tuning.checkpoints import DropCheckpoints
 
-    path = run_dir / CONFIRM_DIR
-    if resume and tune.Tuner.can_restore(str(path)):
-        return tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True,
-                                  resume_errored=True)
+    if resume and tune.Tuner.can_restore(**runs.restore_args()):
+        return tune.Tuner.restore(**runs.restore_args(), trainable=trainable,
+                                  resume_unfinished=True, resume_errored=True)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=Listed(planned),
             num_samples=len(planned), reuse_actors=True, trial_dirname_creator=trial_dirname),
         run_config=tune.RunConfig(
-            name=CONFIRM_DIR, storage_path=str(run_dir),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            **runs.run_config(),
             failure_config=tune.FailureConfig(max_failures=1),
-            callbacks=[*callbacks, DropEndedCheckpoints()], verbose=0),
+            callbacks=[*callbacks, DropCheckpoints()], verbose=0),
     )

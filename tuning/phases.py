@@ -9,8 +9,9 @@ from typing import Any
 
 from results.metric import Score
 from search_spaces import Space
-from tuning import record
+from tuning import record, storage
 from tuning.settings import Settings
+from tuning.storage import Trials
 from tuning.tuner import make_trainable, search_tuner, time_limit, trial_dirname
 
 
@@ -18,8 +19,8 @@ def _left(deadline: float | None) -> float | None:
     return None if deadline is None else deadline - time.monotonic()
 
 
-def search(s: Settings, space: Space, run_dir: Path, run: dict, checked: Any, data: Any,
-           deadline: float | None, restore: bool) -> None:
+def search(s: Settings, space: Space, run_dir: Path, trials: Trials, run: dict, checked: Any,
+           data: Any, deadline: float | None, restore: bool) -> None:
     """The search phase, restored where Ray saved it; on to confirmation (run["phase"]) once
     every trial has ended."""
     from tuning.checkpoints import drop_ended
@@ -27,10 +28,11 @@ def search(s: Settings, space: Space, run_dir: Path, run: dict, checked: Any, da
 
     started = time.perf_counter()
     with time_limit(_left(deadline)) as ran_out:
-        search_tuner(s, space, run_dir, checked, data, restore).fit()
+        search_tuner(s, space, run_dir, trials, checked, data, restore).fit()
+    storage.pull(run_dir, trials)
     ended, running, errored = ended_trials(run_dir, run["study_name"])
     # Tune's last snapshot lists them as ended: no resume runs them on (tuning.checkpoints)
-    drop_ended(run_dir, ended - errored)
+    drop_ended(trials, ended - errored)
     if not running and len(ended) >= run["num_samples"]:
         status, advice = "finished", ""
     elif ran_out.is_set():
@@ -46,7 +48,7 @@ def search(s: Settings, space: Space, run_dir: Path, run: dict, checked: Any, da
           f"{running} cut short{advice}.")
 
 
-def confirm(s: Settings, run_dir: Path, run: dict, checked: Any, data: Any,
+def confirm(s: Settings, run_dir: Path, trials: Trials, run: dict, checked: Any, data: Any,
             deadline: float | None) -> None:
     """Train the best config of each compared choice again with more seeds (tuning.confirm)."""
     from results.rundir import CONFIRM_DIR
@@ -62,14 +64,15 @@ def confirm(s: Settings, run_dir: Path, run: dict, checked: Any, data: Any,
     if planned and (left is None or left > 0):
         callbacks = [Progress("confirmation", len(planned), Score.of(run),
                               sum(c["epochs"] for c in planned) / len(planned))]
-        tuner = build_confirmation(run_dir, make_trainable(s, checked.task, data), planned,
-                                   s.resume and (run_dir / CONFIRM_DIR).is_dir(), callbacks,
-                                   trial_dirname)
+        runs = trials.sub(CONFIRM_DIR)
+        tuner = build_confirmation(runs, make_trainable(s, checked.task, data), planned,
+                                   s.resume and runs.exists(), callbacks, trial_dirname)
         with time_limit(left):
             tuner.fit()
+        storage.pull(run_dir / CONFIRM_DIR, runs)
     done = finished(run_dir, len(planned))
     if done:  # nothing resumes them any more (tuning.checkpoints)
-        drop_ended(run_dir / CONFIRM_DIR)
+        drop_ended(trials.sub(CONFIRM_DIR))
     status = "finished" if done else (
         "stopped_at_time_budget" if deadline is not None and _left(deadline) <= 0 else "interrupted")
     run.update(status=status, finished_at=record.now())

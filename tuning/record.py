@@ -5,15 +5,16 @@ from __future__ import annotations
 import datetime
 import difflib
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 from results.cli import UsageError
-from results.rundir import RUN_FILE, SOURCES_DIR, STUDY_FILE, TRIAL_DIR_PREFIX, write_json, write_text
+from results.rundir import RUN_FILE, SOURCES_DIR, STUDY_FILE, write_json, write_text
 from search_spaces import Space
 from trainables.task import Task, shown
+from tuning import storage
 from tuning.settings import CHANGEABLE, RECORDED, Settings
+from tuning.storage import LOCAL_ROOT, Trials, is_uri
 
 
 def now() -> str:
@@ -29,10 +30,10 @@ def write(run_dir: Path, record: dict[str, Any]) -> None:
 
 
 def storage_dir(storage_path: str) -> Path:
-    """--storage-path, absolute: trials run in directories of their own."""
-    if "://" in storage_path:
-        raise UsageError(f"--storage-path {storage_path}: URIs are not supported; give a folder "
-                         "(on a cluster, one that every node mounts at the same path)")
+    """Where run directories are, absolute (trials run in directories of their own): the folder
+    --storage-path, or where a run whose trials are in a bucket keeps the rest (tuning.storage)."""
+    if is_uri(storage_path):
+        return Path(LOCAL_ROOT).resolve()
     return Path(storage_path).expanduser().resolve()
 
 
@@ -73,20 +74,13 @@ def resumable_run_dir(storage_path: str, space: Space, name: str | None) -> Path
     return run_dir
 
 
-def restorable(run_dir: Path) -> bool:
-    """Ray saved the search's state: tuner.pkl is written when the Tuner is built, the experiment
-    state only once the search has run a while."""
-    from ray.tune import Tuner
-
-    return Tuner.can_restore(str(run_dir)) and any(run_dir.glob("experiment_state-*.json"))
-
-
-def clear_search(run_dir: Path) -> None:
+def clear_search(run_dir: Path, trials: Trials) -> None:
     """What a search stopped before Ray saved its state left behind, none of it restorable (Ray
     never listed its trials), so that the search starts over in run_dir."""
-    for path in [run_dir / STUDY_FILE, run_dir / "tuner.pkl", *run_dir.glob(f"{TRIAL_DIR_PREFIX}*"),
-                 *run_dir.glob("*-state-*"), *run_dir.glob("experiment_state-*")]:
-        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    (run_dir / STUDY_FILE).unlink(missing_ok=True)
+    storage.clear(storage.local(run_dir))  # the trials' files, where they are or were pulled to
+    if trials.remote:
+        storage.clear(trials)
 
 
 def new_record(s: Settings, run_dir: Path, space: Space, task: Task) -> dict[str, Any]:
@@ -97,6 +91,7 @@ def new_record(s: Settings, run_dir: Path, space: Space, task: Task) -> dict[str
         "metric": f"val_{task.metric.name}", "mode": task.metric.mode,
         **{key: getattr(s, key) for key in (*RECORDED, *CHANGEABLE)},
         "time_budget": s.time_budget, "study_name": run_dir.name, "study_file": STUDY_FILE,
+        "trials": s.storage_path if is_uri(s.storage_path) else None,  # tuning.storage
         "status": "running", "phase": "search", "started_at": now(), "finished_at": None,
     }
 

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from trainables.task import Task
     from trainables.trainable import TrialData
     from tuning.check import Checked
+    from tuning.storage import Trials
 
 PROG = "python -m tuning.run"
 
@@ -70,10 +71,14 @@ def run(args: argparse.Namespace) -> Path:
     """Resolve the settings, check the task on one batch, start Ray, then the phases still to do."""
     from trainables.data import fingerprint, is_pair
     from trainables.trainable import TrialData
+    from tuning import storage
     from tuning.check import dry_run, summary
     from tuning.tuner import start_ray
 
     space, s, run_dir, run, task = open_run(args)
+    # the bucket of this command's --storage-path, else the one the run started with
+    uri = s.storage_path if storage.is_uri(s.storage_path) else (run or {}).get("trials")
+    trials = storage.at(run_dir, uri)  # a bucket that cannot be written to: one line, now
     checked = dry_run(space, task, s)  # a task's defect is one line, before Ray's output
     print(summary(checked, s))
     if task.baseline and checked.baseline is None:
@@ -84,28 +89,30 @@ def run(args: argparse.Namespace) -> Path:
         record.keep_sources(run_dir, space, checked.task)
     else:
         run.update({key: getattr(s, key) for key in CHANGEABLE})  # as this command has them
+        run["trials"] = uri
     record.check_data(run, fingerprint(checked.parts))
     record.write(run_dir, run)
     data = TrialData({name: part if is_pair(part) else None for name, part in checked.parts.items()},
                      s.data_dir, s.val_size, SMOKE_SAMPLES if s.smoke_test else None)
-    phases(s, space, run_dir, run, checked, data)
+    phases(s, space, run_dir, trials, run, checked, data)
     return run_dir
 
 
-def phases(s: Settings, space: Space, run_dir: Path, run: dict, checked: Checked,
-           data: TrialData) -> None:
+def phases(s: Settings, space: Space, run_dir: Path, trials: Trials, run: dict,
+           checked: Checked, data: TrialData) -> None:
     """The search, then the confirmation, each where the run has not done it yet."""
     from tuning.phases import confirm, search
+    from tuning.storage import restorable
 
     deadline = None if s.time_budget is None else time.monotonic() + s.time_budget
     if run.get("phase", "search") == "search":
-        restore = s.resume and record.restorable(run_dir)
+        restore = s.resume and restorable(trials)
         if s.resume and not restore:
             print(f"{run_dir} stopped before Ray saved its search: starting the search over")
-            record.clear_search(run_dir)
-        search(s, space, run_dir, run, checked, data, deadline, restore)
+            record.clear_search(run_dir, trials)
+        search(s, space, run_dir, trials, run, checked, data, deadline, restore)
     if run.get("phase") == "confirm":
-        confirm(s, run_dir, run, checked, data, deadline)
+        confirm(s, run_dir, trials, run, checked, data, deadline)
 
 
 def report(run_dir: Path) -> dict[str, Path]:

@@ -73,8 +73,9 @@ def parse_args(prog: str, description: str, argv: list[str] | None = None
                                       "cache folder; the built-in tasks then try the system's copy)")
     add("--val-size", type=int, help="samples split off the training split for validation, where "
                                      "the task has no validation split (default: a sixth)")
-    add("--storage-path", help="folder runs are written to; on a cluster one every node mounts "
-                               "(default: runs)")
+    add("--storage-path", help="folder runs are written to; on a cluster one every node mounts, "
+                               "or a bucket's URI (s3://BUCKET/PREFIX) for the trials, the rest "
+                               "then going to ./runs (default: runs)")
     add("--name", help="run name (default: SPACE-DATE-TIME; with --resume: the newest run of the "
                        "space)")
     add("--resume", action="store_true", help="continue a run: interrupted, killed, cut by its "

@@ -18,6 +18,7 @@ from results.rundir import TRIAL_DIR_PREFIX
 from trainables.task import Task
 from tuning.record import storage_dir
 from tuning.settings import Settings
+from tuning.storage import Trials, is_uri
 
 LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray binds 127.0.0.1, as on a laptop
 THREAD_TIMEOUT = "TUNE_FUNCTION_THREAD_TIMEOUT_S"  # a reused worker's wait for its last trial
@@ -63,7 +64,7 @@ def start_ray(s: Settings) -> float:
             ray.shutdown()
             raise UsageError(f"{flag} {want:g} is more than any node of the Ray cluster has "
                              f"({most:g} {key}s)")
-    if s.address and len(nodes) > 1:
+    if s.address and len(nodes) > 1 and not is_uri(s.storage_path):  # a bucket: tuning.storage
         check_shared_storage(storage_dir(s.storage_path))
     return gpus
 
@@ -133,14 +134,15 @@ def make_trainable(s: Settings, task: Task, data: Any) -> Any:
                                {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial})
 
 
-def search_tuner(s: Settings, space: Space, run_dir: Path, checked: Any, data: Any,
-                 restore: bool) -> Any:
-    """The search's Tuner: StudySearch proposing, RaceScheduler stopping, one Ray trial per
-    study trial; restored from run_dir, also from a run directory moved since. `checked`: what
-    tuning.check found (the task, the compared values, trial 0)."""
+def search_tuner(s: Settings, space: Space, run_dir: Path, trials: Trials, checked: Any,
+                 data: Any, restore: bool) -> Any:
+    """The search's Tuner: StudySearch proposing (its study in run_dir), RaceScheduler stopping,
+    one Ray trial per study trial, kept in `trials` (tuning.storage); restored from there, also
+    from a run directory moved since. `checked`: what tuning.check found (the task, the compared
+    values, trial 0)."""
     from ray import tune
 
-    from tuning.checkpoints import DropEndedCheckpoints
+    from tuning.checkpoints import DropCheckpoints
     from tuning.progress import Progress, asha_epochs
     from tuning.race import RaceScheduler
     from tuning.search import StudySearch, restoring_at
@@ -148,8 +150,8 @@ def search_tuner(s: Settings, space: Space, run_dir: Path, checked: Any, data: A
     trainable = make_trainable(s, checked.task, data)
     if restore:
         with restoring_at(run_dir):
-            return tune.Tuner.restore(str(run_dir), trainable=trainable, resume_unfinished=True,
-                                      resume_errored=True)
+            return tune.Tuner.restore(**trials.restore_args(), trainable=trainable,
+                                      resume_unfinished=True, resume_errored=True)
     metric = checked.task.metric
     score = Score(f"val_{metric.name}", metric.mode)
     compare = space.compare if checked.choices else None
@@ -167,14 +169,12 @@ def search_tuner(s: Settings, space: Space, run_dir: Path, checked: Any, data: A
         tune_config=tune.TuneConfig(search_alg=study, scheduler=scheduler, num_samples=-1,
                                     reuse_actors=True, trial_dirname_creator=trial_dirname),
         run_config=tune.RunConfig(
-            name=run_dir.name, storage_path=str(run_dir.parent),
-            # a trial resumes from its last checkpoint; keeping 2 halves the experiment snapshots
-            # Ray forces whenever a checkpoint it may delete is still referenced. An ended
-            # trial's are deleted (tuning.checkpoints)
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            **trials.run_config(),
             failure_config=tune.FailureConfig(max_failures=1),  # e.g. a lost node: retry once
             callbacks=[Progress("search", s.num_samples, score, asha_epochs(
-                s.max_epochs, s.grace_period, s.reduction_factor)), DropEndedCheckpoints()],
+                s.max_epochs, s.grace_period, s.reduction_factor)),
+                # a trial's older checkpoints, an ended trial's all: tuning.checkpoints
+                DropCheckpoints()],
             verbose=1,
         ),
     )

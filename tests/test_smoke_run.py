@@ -1,4 +1,6 @@
-"""A real run opens in the viewers its users already know: TensorBoard and optuna-dashboard."""
+"""The README's --smoke-test command run as written (one run, conftest.smoke_run, for every test
+here: a file's tests share a pytest-xdist worker), and the viewers its users already know,
+TensorBoard and optuna-dashboard, reading it."""
 
 import importlib.util
 import json
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from results.rundir import RUN_FILE, STUDY_FILE
+from results.rundir import BEST_CONFIG_FILE, LEADERBOARD_FILE, RUN_FILE, STUDY_FILE
 
 pytestmark = pytest.mark.slow
 
@@ -23,6 +25,16 @@ def finished(smoke_run):
     if done.returncode != 0 or run_dir is None:
         pytest.fail(f"the README's smoke-test run failed: {done.stderr[-2000:]}")
     return run_dir
+
+
+def test_readme_smoke_test_runs_as_written(smoke_run):
+    """The README's --smoke-test command finishes a run of 4 trials with its reports, exit code 0."""
+    done, run_dir = smoke_run
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert run_dir is not None
+    assert json.loads((run_dir / RUN_FILE).read_text())["status"] == "finished"
+    assert len((run_dir / LEADERBOARD_FILE).read_text().splitlines()) == 1 + 4
+    assert json.loads((run_dir / BEST_CONFIG_FILE).read_text())["epochs"] == 2
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorboard") is None,
