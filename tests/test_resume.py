@@ -65,7 +65,7 @@ def test_time_budget_cut_moved_run_resumed_interrupted_in_confirmation_and_resum
     in one line; moved to another folder, --resume continues the cut trials from their
     checkpoints and runs the remaining samples; Ctrl-C while confirmation trains, and --resume
     again: the confirmation runs continue from their checkpoints (no epoch twice) and the run
-    ends finished with every seed of every config."""
+    ends finished with every seed of every config; a resume of the finished run does nothing."""
     args = search(data_dir, tmp_path / "runs", "budget", "--num-samples", 6, "--max-epochs", 5,
                   "--grace-period", 5, "--time-budget", 15, "--confirm-seeds", 2, "--final")
     first = run_cli(*args)
@@ -144,6 +144,15 @@ def test_time_budget_cut_moved_run_resumed_interrupted_in_confirmation_and_resum
     assert table.groupby("trial_id")["seed"].apply(sorted).tolist() == [[0, 1]] * 2
     assert set(table["status"]) == {"completed"}
     assert (moved / "final").is_dir()
+
+    # a finished run has nothing to resume: no Ray, no check, the reports left as they are
+    written = {path: path.stat().st_mtime_ns for path in moved.glob("*") if path.is_file()}
+    again = run_cli("--space", "sgd_vs_adam", "--resume", "--name", "budget", "--storage-path",
+                    tmp_path / "moved")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"{moved} is finished: nothing to resume" in again.stdout
+    assert "(current)" in again.stdout and "Started a local Ray" not in again.stderr
+    assert {path: path.stat().st_mtime_ns for path in moved.glob("*") if path.is_file()} == written
 
 
 def test_killed_workers_recover_or_error_and_resume_finishes_under_max_concurrent(tmp_path,

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from results.cli import UsageError, fail
-from results.rundir import BEST_CONFIG_FILE, FINAL_DIR
+from results.rundir import (BEST_CONFIG_FILE, FINAL_DIR, FINAL_METRICS_FILE, REPORT_FILE,
+                            RUN_FILE, STUDY_FILE)
 from search_spaces import SPACES, Space, describe_parameters, get_space
 from tuning import record
 from tuning.settings import CHANGEABLE, SMOKE_SAMPLES, Settings, parse_args, resolve
@@ -63,7 +64,8 @@ def open_run(args: argparse.Namespace) -> tuple[Space, Settings, Path, dict | No
     s = resolve(args, space, run)
     task = load_task(s.task)
     record.check_sources(run_dir, space, task)
-    run.update(status="running", resumed_at=record.now(), time_budget=s.time_budget)
+    if run["status"] != "finished":  # a finished run has nothing to resume (run)
+        run.update(status="running", resumed_at=record.now(), time_budget=s.time_budget)
     return space, s, run_dir, run, task
 
 
@@ -76,6 +78,9 @@ def run(args: argparse.Namespace) -> Path:
     from tuning.tuner import start_ray
 
     space, s, run_dir, run, task = open_run(args)
+    if run is not None and run["status"] == "finished":
+        print(f"{run_dir} is finished: nothing to resume")
+        return run_dir
     # the bucket of this command's --storage-path, else the one the run started with
     uri = s.storage_path if storage.is_uri(s.storage_path) else (run or {}).get("trials")
     trials = storage.at(run_dir, uri)  # a bucket that cannot be written to: one line, now
@@ -120,6 +125,10 @@ def report(run_dir: Path) -> dict[str, Path]:
     (a short time budget, Ctrl-C) has nothing to report yet, which is no error."""
     from results.report import ReportError, top_rows, write_reports
 
+    if reports_current(run_dir):
+        print(top_rows(run_dir, 5))
+        print(f"  report       {run_dir / REPORT_FILE} (current)")
+        return {}
     try:
         paths = write_reports(run_dir)
     except ReportError as err:
@@ -131,6 +140,16 @@ def report(run_dir: Path) -> dict[str, Path]:
     for label, path in paths.items():
         print(f"  {label:<12} {path}")
     return paths
+
+
+def reports_current(run_dir: Path) -> bool:
+    """The reports were written after what they read last changed: run.json (written as each phase
+    ends), the study and the final training's metrics. Only a resume of a finished run finds them
+    so; results.report writes them again at any time."""
+    written = run_dir / REPORT_FILE  # the last one build_reports writes
+    read = [run_dir / RUN_FILE, run_dir / STUDY_FILE, run_dir / FINAL_DIR / FINAL_METRICS_FILE]
+    return written.is_file() and all(written.stat().st_mtime >= path.stat().st_mtime
+                                     for path in read if path.is_file())
 
 
 def final_training(run_dir: Path) -> bool:
