@@ -152,9 +152,38 @@ def journal_ends(run_dir):
                for log in journal(run_dir))
 
 
-def journal_epochs(run_dir):
-    """How many epochs the journal holds, of all trials."""
-    return sum(log.get("op_code") == 7 for log in journal(run_dir))  # SET_TRIAL_INTERMEDIATE_VALUE
+def journal_trials(run_dir):
+    """Each Ray trial the journal names, in the order the study made them: (the epochs it has
+    heard of it, whether it has ended)."""
+    ray_ids, epochs, ended = {}, {}, set()
+    for log in journal(run_dir):
+        number = log.get("trial_id")
+        if log.get("op_code") == 8 and "ray_trial_id" in log["user_attr"]:  # SET_TRIAL_USER_ATTR
+            ray_ids[number] = log["user_attr"]["ray_trial_id"]
+        elif log.get("op_code") == 7:  # SET_TRIAL_INTERMEDIATE_VALUE
+            epochs.setdefault(number, set()).add(log["step"])
+        elif log.get("op_code") == 6 and log.get("state") in (  # SET_TRIAL_STATE_VALUES
+                TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL):
+            ended.add(number)
+    return {ray_id: (len(epochs.get(number, ())), number in ended)
+            for number, ray_id in sorted(ray_ids.items())}
+
+
+def training_workers(raylets=(), session=None):
+    """The pids of the Ray workers training a trial now (process title ray::ImplicitFunc.train):
+    those started by these raylets' pids, or in this session (a command started by start_run),
+    and no other Ray's on this machine."""
+    pids = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            title = (proc / "cmdline").read_bytes().split(b"\0")[0]
+            stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()  # state, ppid, pgrp, sid
+        except OSError:
+            continue
+        if title.startswith(b"ray::ImplicitFunc.train") and (
+                int(stat[1]) in raylets or int(stat[3]) == session):
+            pids.append(int(proc.name))
+    return pids
 
 
 def checkpoints(run_dir, trial_ids=None):

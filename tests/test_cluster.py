@@ -11,8 +11,8 @@ import pytest
 
 from conftest import make_split, write_idx_files
 from runs import (assert_finished_once, assert_raced_confirmed_and_reported,  # noqa: F401
-                  bucket_files, journal_ends, journal_epochs, kill_run, run_cli, s3_bucket, start_run,
-                  trial_results, wait_for)
+                  bucket_files, journal_ends, journal_trials, kill_run, run_cli, s3_bucket,
+                  start_run, training_workers, trial_results, wait_for)
 from trainables.task import load_task
 
 pytestmark = pytest.mark.slow
@@ -29,6 +29,9 @@ def test_a_search_loses_a_node_gains_another_and_every_trial_ends_once(tmp_path,
     from ray.cluster_utils import Cluster
 
     monkeypatch.setenv("SLEEPY_EPOCH_SECONDS", "1")
+    # Tune copies result.json to the run directory at its snapshots: every second, not every 10 s
+    # or more, so that the rows read below are at most a second old
+    monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "1")
     cluster = Cluster(initialize_head=True,
                       head_node_args={"num_cpus": 0, "include_dashboard": False})
     run_dir = tmp_path / "nodes"
@@ -43,8 +46,11 @@ def test_a_search_loses_a_node_gains_another_and_every_trial_ends_once(tmp_path,
         lost = {}
 
         def a_trial_midway():
+            """A trial the study has heard at epoch 2 or 3 and not ended, on a worker node."""
+            heard = journal_trials(run_dir)
             for trial_id, rows in trial_results(run_dir).items():
-                if 2 <= rows[-1]["epoch"] < 4 and rows[-1]["node_id"] in by_id:
+                if 2 <= rows[-1]["epoch"] < 4 and rows[-1]["node_id"] in by_id \
+                        and heard.get(trial_id) == (rows[-1]["epoch"], False):
                     lost.update(trial=trial_id, node=rows[-1]["node_id"], epoch=rows[-1]["epoch"])
                     return True
             return False
@@ -82,23 +88,6 @@ import os as _os
 with open(__file__ + ".imports", "a") as _log:
     _log.write(f"{_os.getpid()}\\n")
 """
-
-
-def training_workers(cluster):
-    """The pids of the cluster's Ray workers that are training a trial now (their process title
-    is ray::ImplicitFunc.train), and of no other Ray on this machine."""
-    raylets = {str(node.all_processes["raylet"][0].process.pid)
-               for node in [cluster.head_node, *cluster.worker_nodes]}
-    pids = []
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            title = (proc / "cmdline").read_bytes().split(b"\0")[0]
-            parent = (proc / "stat").read_text().rsplit(")", 1)[1].split()[1]
-        except OSError:
-            continue
-        if title.startswith(b"ray::ImplicitFunc.train") and parent in raylets:
-            pids.append(int(proc.name))
-    return pids
 
 
 def test_a_task_file_on_two_nodes_trials_in_a_bucket_a_worker_and_the_driver_killed(
@@ -140,11 +129,14 @@ def test_a_task_file_on_two_nodes_trials_in_a_bucket_a_worker_and_the_driver_kil
         cluster.wait_for_nodes()
         nodes = {cluster.head_node.node_id, *(node.node_id for node in cluster.worker_nodes)}
         process = start_run(*args, "--address", cluster.address, cwd=tmp_path, env=env)
+        raylets = {node.all_processes["raylet"][0].process.pid
+                   for node in [cluster.head_node, *cluster.worker_nodes]}
         killed = []
 
         def kill_a_trials_worker():
-            workers = training_workers(cluster)
-            if journal_epochs(run_dir) >= 1 and workers:  # it has a checkpoint to go on from
+            workers = training_workers(raylets)
+            heard = [epochs for epochs, ended in journal_trials(run_dir).values() if not ended]
+            if any(heard) and workers:  # a trial has a checkpoint to go on from
                 os.kill(workers[0], signal.SIGKILL)
                 killed.append(workers[0])
             return bool(killed)

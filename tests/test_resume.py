@@ -13,7 +13,8 @@ from optuna.trial import TrialState
 
 from results.experiment import read_results
 from runs import (assert_finished_once, checkpoints, data_dir, journal_ends,  # noqa: F401
-                  kill_run, load_study, run_cli, run_status, start_run, trial_results, wait_for)
+                  journal_trials, kill_run, load_study, run_cli, run_status, start_run,
+                  training_workers, trial_results, wait_for)
 from tuning.run import main
 
 pytestmark = pytest.mark.slow
@@ -163,29 +164,31 @@ def test_killed_workers_recover_or_error_and_resume_finishes_under_max_concurren
     ends finished, the leaderboard saying completed for both."""
     args = search(data_dir, tmp_path, "workers", "--num-samples", 2, "--max-epochs", 10,
                   "--grace-period", 10, "--max-concurrent", 1, space="tutorial")
-    process = start_run(*args)
+    # Tune snapshots every second (10 s or more by default), so that the first trial's
+    # checkpoints, deleted at the second snapshot after it ended, go while the second trial runs
+    process = start_run(*args, env={**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "1"})
     killed = {}  # trial id -> the worker pids killed under it
     dropped = []  # the first trial's checkpoints deleted while the second still ran
 
     def kill_workers():
         """Kill the first trial's worker once, at epoch 2 or later; once the first trial has
         ended and its checkpoints are gone, the second's twice, each at epoch 2 or later of a
-        worker not killed yet; True once all three kills are done."""
-        rows = trial_results(tmp_path / "workers")
-        for number, trial_id in enumerate(sorted(rows, key=lambda t: rows[t][0]["timestamp"])):
+        worker not killed yet; True once all three kills are done. The study hears each epoch
+        as it ends; one trial trains at a time, in the run's one training worker."""
+        trials = journal_trials(tmp_path / "workers")
+        for number, (trial_id, (epochs, ended)) in enumerate(trials.items()):
             wanted = 1 if number == 0 else 2
             pids = killed.setdefault(trial_id, [])
-            last = rows[trial_id][-1]
             if number == 1 and not dropped:
                 break
-            if len(pids) < wanted and last["epoch"] >= 2 + len(pids) and last["epoch"] < 10 \
-                    and last["pid"] not in pids:
+            workers = [pid for pid in training_workers(session=process.pid) if pid not in pids]
+            if len(pids) < wanted and not ended and epochs >= 2 + len(pids) and workers:
                 try:
-                    os.kill(last["pid"], signal.SIGKILL)
-                    pids.append(last["pid"])
+                    os.kill(workers[0], signal.SIGKILL)
+                    pids.append(workers[0])
                 except ProcessLookupError:
                     pass
-            if number == 0 and last["epoch"] == 10 and len(rows) > 1 \
+            if number == 0 and ended and len(trials) > 1 \
                     and not checkpoints(tmp_path / "workers", {trial_id}):
                 dropped.append(trial_id)  # while the second trial runs
         return sum(map(len, killed.values())) == 3

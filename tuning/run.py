@@ -64,9 +64,21 @@ def open_run(args: argparse.Namespace) -> tuple[Space, Settings, Path, dict | No
     s = resolve(args, space, run)
     task = load_task(s.task)
     record.check_sources(run_dir, space, task)
-    if run["status"] != "finished":  # a finished run has nothing to resume (run)
+    if not nothing_to_resume(run_dir, run):
         run.update(status="running", resumed_at=record.now(), time_budget=s.time_budget)
     return space, s, run_dir, run, task
+
+
+def nothing_to_resume(run_dir: Path, run: dict) -> bool:
+    """A finished run none of whose trials or confirmation runs errored: a resume would neither
+    train on nor retry anything."""
+    from results.confirmation import confirmation_runs
+    from tuning.search import ended_trials
+
+    if run["status"] != "finished":
+        return False
+    _, _, errored = ended_trials(run_dir, run["study_name"])
+    return not errored and all(r["status"] != "errored" for r in confirmation_runs(run_dir))
 
 
 def run(args: argparse.Namespace) -> Path:
@@ -78,7 +90,7 @@ def run(args: argparse.Namespace) -> Path:
     from tuning.tuner import start_ray
 
     space, s, run_dir, run, task = open_run(args)
-    if run is not None and run["status"] == "finished":
+    if run is not None and run["status"] == "finished":  # and nothing errored (open_run)
         print(f"{run_dir} is finished: nothing to resume")
         return run_dir
     # the bucket of this command's --storage-path, else the one the run started with

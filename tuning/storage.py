@@ -85,7 +85,7 @@ def open_uri(uri: str) -> tuple[Any, str]:
 
     query = parse_qs(urlsplit(uri).query)
     if any(key in query for key in SECRETS):
-        raise UsageError(f"--storage-path: no credentials in the URI (run.json records it); set "
+        raise UsageError("--storage-path: no credentials in the URI (run.json records it); set "
                          "them where pyarrow reads them, e.g. AWS_ACCESS_KEY_ID and "
                          "AWS_SECRET_ACCESS_KEY, on every node")
     try:
