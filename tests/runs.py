@@ -196,6 +196,10 @@ def run_status(run_dir):
     return json.loads((Path(run_dir) / "run.json").read_text())["status"]
 
 
+def run_phase(run_dir):
+    return json.loads((Path(run_dir) / "run.json").read_text()).get("phase")
+
+
 def assert_finished_once(run_dir, num_samples):
     """The run is finished with every trial once: one Ray trial directory per trial, each trial
     ended once in the study (a retry of an errored trial continues it under the same id), no
