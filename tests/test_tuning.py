@@ -351,10 +351,9 @@ def test_list_spaces_prints_names_descriptions_and_parameters(capsys):
     assert {"sgd_vs_adam", "tutorial", "optimizers", "schedules", "cnn", "mlp_limits"} <= set(SPACES)
 
 
-def test_checkpoints_a_snapshot_no_longer_needs_go_at_the_next(tmp_path):
-    """At each of Tune's snapshots (get_state): a live trial's checkpoints older than its latest at
-    the snapshot before go, its latest always stays; an ended trial's all go at the second
-    snapshot after its end."""
+def test_a_live_trial_keeps_its_latest_checkpoint_and_those_the_last_two_snapshots_list(tmp_path):
+    """A live trial's checkpoint goes as soon as it is neither its latest nor the one Tune's last
+    two snapshots (get_state) list; an ended trial's all go at the second snapshot after its end."""
     from types import SimpleNamespace
 
     import pyarrow.fs
@@ -372,24 +371,23 @@ def test_checkpoints_a_snapshot_no_longer_needs_go_at_the_next(tmp_path):
         path = trial_dir / f"checkpoint_{n:06d}"
         path.mkdir(parents=True)
         drop.on_checkpoint(0, [], trial, Checkpoint(str(path), filesystem))
+        return kept()
 
     def kept():
         return [int(p.name[-6:]) for p in sorted(trial_dir.glob("checkpoint_*"))]
 
-    save(0)
-    save(1)
+    assert save(0) == [0]
+    assert save(1) == [1]  # no snapshot listed 0
     drop.get_state()  # lists 1
-    save(2)
-    assert kept() == [0, 1, 2]
-    drop.get_state()  # lists 2; 0 goes
-    assert kept() == [1, 2]
-    drop.get_state()
-    assert kept() == [2]
-    drop.get_state()
-    assert kept() == [2]
-    save(3)
+    assert save(2) == [1, 2]
+    assert save(3) == [1, 3]  # 2: neither the latest nor listed
+    drop.get_state()  # lists 3
+    assert kept() == [1, 3]
+    drop.get_state()  # lists 3 again: 1 is two snapshots back
+    assert kept() == [3]
+    assert save(4) == [3, 4]
     drop.on_trial_complete(0, [], trial)
     drop.get_state()  # lists the trial as ended
-    assert kept() == [2, 3]
+    assert kept() == [3, 4]
     drop.get_state()
     assert kept() == []

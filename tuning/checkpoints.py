@@ -1,10 +1,9 @@
 """Which checkpoints a run keeps: only what a resume can still need.
 
-Both are deleted at Tune's snapshots of the experiment (DropCheckpoints), at the second snapshot
-after they stopped being needed, by when Tune has written a snapshot that no longer needs them
-(and has uploaded it, or is uploading a newer one):
-- A running trial's checkpoints older than its latest. A resume, or a retry after a lost worker,
-  goes on from the latest checkpoint the last snapshot lists.
+Deleted during the run (DropCheckpoints), as soon as no snapshot of the experiment that Tune has
+uploaded, or may be uploading, lists them:
+- A running trial's checkpoints but its latest (a retry after a lost worker goes on from it) and
+  those the last two snapshots list (a resume goes on from the last one uploaded): at most 3.
 - An ended trial's, all: confirmation and final training train their configs again from scratch,
   and a resume never runs an ended trial on, except where a crash hit between its end and Tune's
   next snapshot (tuning.race.RaceScheduler.choose_trial_to_run).
@@ -71,16 +70,18 @@ def drop_ended(trials: Trials, trial_ids: Iterable[str] | None = None) -> int:
 
 
 class DropCheckpoints(Callback):
-    """Deletes checkpoints during the run, at Tune's snapshots of the experiment: at each
-    snapshot Tune writes the trials' statuses and latest checkpoints, then asks the callbacks for
-    their state (get_state), then starts uploading the snapshot (or leaves it to a later one while
-    an upload still runs). So at the next snapshot, one that lists what it listed has been
-    written: what it made unneeded goes (the module's docstring). What ends after the last
-    snapshot is deleted by the phase, once fit has returned (drop_ended)."""
+    """Deletes checkpoints during the run. At each snapshot of the experiment Tune writes the
+    trials' statuses and latest checkpoints, then asks the callbacks for their state (get_state),
+    then starts uploading the snapshot (or leaves it to a later one while an upload still runs).
+    A live trial keeps its latest checkpoint (a retry after a lost worker goes on from it) and
+    those the last two snapshots list (a resume goes on from the last uploaded one); any other is
+    deleted as soon as a newer one is saved or a snapshot passes. An ended trial's are all deleted
+    at the second snapshot after it ended. What ends after the last snapshot is deleted by the
+    phase, once fit has returned (drop_ended)."""
 
     def __init__(self) -> None:
         self._saved: dict[str, list[tuple[Any, str]]] = {}  # a live trial's checkpoints, in order
-        self._latest: dict[str, str] = {}  # each live trial's latest at the last snapshot
+        self._listed_at: list[dict[str, str]] = []  # live trials' latest, at the last 2 snapshots
         self._ended: list[tuple[Any, str]] = []  # (pyarrow filesystem, trial path), ended since
         self._listed: list[tuple[Any, str]] = []  # ended before the last snapshot
 
@@ -94,6 +95,7 @@ class DropCheckpoints(Callback):
                       **info: Any) -> None:
         self._saved.setdefault(trial.trial_id, []).append((checkpoint.filesystem,
                                                            checkpoint.path))
+        self._prune(trial.trial_id)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._saved.pop(trial.trial_id, None)
@@ -101,17 +103,22 @@ class DropCheckpoints(Callback):
         self._ended.append((storage.storage_filesystem, storage.trial_fs_path))
 
     def get_state(self) -> None:
-        for trial_id, latest in self._latest.items():
-            saved = self._saved.get(trial_id, [])
-            older = next((i for i, (_, path) in enumerate(saved) if path == latest), 0)
-            for filesystem, path in saved[:older]:
-                drop_dir(filesystem, path)
-            del saved[:older]
-        self._latest = {trial_id: saved[-1][1] for trial_id, saved in self._saved.items() if saved}
+        latest = {trial_id: saved[-1][1] for trial_id, saved in self._saved.items() if saved}
+        self._listed_at = [*self._listed_at[-1:], latest]
+        for trial_id in self._saved:
+            self._prune(trial_id)
         for filesystem, path in self._listed:
             drop_checkpoints(filesystem, path)
         self._listed, self._ended = self._ended, []
         return None
+
+    def _prune(self, trial_id: str) -> None:
+        """Delete a live trial's checkpoints but its latest and those a snapshot may still list."""
+        saved = self._saved[trial_id]
+        keep = {saved[-1][1], *(listed.get(trial_id) for listed in self._listed_at)}
+        for filesystem, path in [entry for entry in saved if entry[1] not in keep]:
+            drop_dir(filesystem, path)
+        saved[:] = [entry for entry in saved if entry[1] in keep]
 
 
 def checkpoint_gone(trial: Any) -> bool:
