@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from runs import S3_ENV, s3_server  # noqa: E402  (tests/runs.py: the server the tests use)
+from tuning.storage import LOCAL_ROOT, is_uri  # noqa: E402
 
 
 def bucket_bytes(uri: str, folder: str) -> tuple[int, int]:
@@ -57,9 +58,9 @@ def one_run(storage: str, work: Path, name: str, args: argparse.Namespace) -> di
     wall = time.perf_counter() - started
     if done.returncode != 0:
         sys.exit(f"{storage}: the run failed: {done.stderr[-2000:]}")
-    local = (work / "runs" / name) if "://" in storage else Path(storage) / name
+    local = (work / LOCAL_ROOT / name) if is_uri(storage) else Path(storage) / name
     run = json.loads((local / "run.json").read_text())
-    kept, trials = bucket_bytes(storage, name) if "://" in storage else folder_bytes(local)
+    kept, trials = bucket_bytes(storage, name) if is_uri(storage) else folder_bytes(local)
     return {"wall": wall, "search": run["search_seconds"], "confirm": run["confirm_seconds"],
             "trials": trials, "kept": kept, "local": folder_bytes(local)[0]}
 
