@@ -10,12 +10,14 @@ the run's metric (val_<metric>) at the last epoch.
 from __future__ import annotations
 
 import math
-import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from results import verdict
 from results.experiment import Experiment, _epochs, _read_json, read_results
 from results.leaderboard import score_column, settings, top_trial
 from results.metric import Score
@@ -23,7 +25,6 @@ from results.rundir import CONFIRM_DIR
 from trainables.config import CONFIRMS
 
 TOP = 3  # configs confirmed where the space compares nothing
-NOISE = 0.05  # Welch's p at or above which a gap is within the seed noise
 # a config is cheaper where it trains in at most this share of another's seconds: closer times
 # are within the timing noise of a shared machine
 CHEAPER = 0.9
@@ -47,16 +48,31 @@ def candidates(board: pd.DataFrame, compare: str | None) -> pd.DataFrame:
     return pd.concat([scored[full], scored[~full]]).head(TOP)
 
 
+def candidate_configs(experiment: Experiment, board: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Each candidate's config as confirmation trains it (seed aside), by its search trial."""
+    configs = {}
+    for _, row in candidates(board, experiment.compare).iterrows():
+        config = {**settings(experiment, row), CONFIRMS: str(row["trial_id"])}
+        config.pop("seed", None)
+        configs[str(row["trial_id"])] = config
+    return configs
+
+
 def plan(experiment: Experiment, board: pd.DataFrame, seeds: int) -> list[dict[str, Any]]:
     """The configs to train so that each candidate has `seeds` runs of its planned epochs: its
     search trial counts as one where it ran in full; the others take the next free seeds."""
     configs = []
-    for _, row in candidates(board, experiment.compare).iterrows():
-        config = settings(experiment, row)
-        have = {config.get("seed", 0)} if row["status"] == "completed" else set()
-        new = [s for s in range(seeds + len(have)) if s not in have][:seeds - len(have)]
-        configs += [{**config, "seed": s, CONFIRMS: str(row["trial_id"])} for s in new]
+    for trial_id, config in candidate_configs(experiment, board).items():
+        row = board.set_index("trial_id").loc[trial_id]
+        own = experiment.params[trial_id].get("seed", 0)
+        configs += more_seeds(config, [own] if row["status"] == "completed" else [], seeds)
     return configs
+
+
+def more_seeds(config: dict[str, Any], have: list[int], seeds: int) -> list[dict[str, Any]]:
+    """The runs of `config` that bring the seeds it `have` up to `seeds`: the lowest free ones."""
+    free = (s for s in range(seeds + len(have)) if s not in have)
+    return [{**config, "seed": s} for s in list(free)[:max(0, seeds - len(have))]]
 
 
 def _status(epochs: list[dict[str, Any]], planned: Any, errored: bool) -> str:
@@ -132,42 +148,82 @@ def stats(table: pd.DataFrame, compare: str | None, score: Score = Score()) -> p
                            kind="stable")[names].reset_index(drop=True)
 
 
-def welch_p(table: pd.DataFrame, a: str, b: str, score: Score = Score()) -> float:
-    """Welch's t-test (unequal variances, two-sided) of two configs' final values of the metric
-    over seeds; NaN when either has fewer than 2 runs or neither varies."""
-    from scipy.stats import ttest_ind
-
-    done = table[table["status"] == "completed"]
-    x = done.loc[done["trial_id"] == a, score.column].to_numpy()
-    y = done.loc[done["trial_id"] == b, score.column].to_numpy()
-    if len(x) < 2 or len(y) < 2 or (x.std() == 0 and y.std() == 0):
-        return math.nan
-    with warnings.catch_warnings():  # scipy warns of lost precision where the runs nearly agree
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return float(ttest_ind(x, y, equal_var=False).pvalue)
+def scores(table: pd.DataFrame, trial_id: str, score: Score) -> np.ndarray:
+    """A config's final values of the metric over its runs that trained every planned epoch."""
+    done = table[(table["status"] == "completed") & (table["trial_id"] == trial_id)]
+    return done[score.column].to_numpy(float)
 
 
-def within_noise(table: pd.DataFrame, a: pd.Series, b: pd.Series,
-                 score: Score = Score()) -> tuple[bool, float]:
-    """(whether configs a and b, rows of stats(), are even within the seed noise, Welch's p of
-    the two): both confirmed over 2 seeds or more and their gap not significant (p >= NOISE), the
-    rule by which the answer calls two choices even."""
-    p = welch_p(table, a["trial_id"], b["trial_id"], score)
-    return min(a["seeds"], b["seeds"]) >= 2 and math.isfinite(p) and p >= NOISE, p
+def looks_of(run: dict[str, Any]) -> tuple[int, ...]:
+    """The runs a config has at each of the run's looks (results.verdict.looks): from
+    --confirm-seeds up to --max-seeds (one look for runs recorded before there were more)."""
+    first = int(run.get("confirm_seeds") or 0)
+    return verdict.looks(first, int(run.get("max_seeds") or first))
 
 
-def cheapest_as_good(table: pd.DataFrame, found: pd.DataFrame,
-                     score: Score = Score()) -> tuple[pd.Series, float] | None:
-    """Of the configs `found` (stats(): the best mean first), the one of lowest training cost
-    (mean seconds per run) that is as good as the best within the seed noise, with Welch's p
-    against the best; None where none is cheaper (cheaper_than), or every cheaper one is worse."""
+def margin_of(run: dict[str, Any], score: Score, best: float) -> float:
+    """The equivalence margin in the metric's units: --margin (points for an accuracy), else the
+    metric's default (results.verdict.default_margin)."""
+    given = run.get("margin")
+    if given:
+        return given / 100 if score.percent else given
+    return verdict.default_margin(score.percent, best)
+
+
+@dataclass
+class Verdicts:
+    """What the confirmed configs say, each comparison a results.verdict.Gap: the best against
+    the runner-up, each training length against the next shorter one (where the run compares
+    epochs), and each config that trains in CHEAPER of the best's time against the best (as
+    good within the margin, or not), cheapest first."""
+
+    margin: float
+    looks: tuple[int, ...]
+    main: tuple[pd.Series, pd.Series, verdict.Gap] | None = None
+    ladder: list[tuple[pd.Series, pd.Series, verdict.Gap]] = field(default_factory=list)
+    cheaper: list[tuple[pd.Series, verdict.Gap]] = field(default_factory=list)
+
+    def open(self) -> set[str]:
+        """The configs of a comparison still open: those more seeds are for."""
+        pairs = ([self.main] if self.main else []) + self.ladder
+        return {str(row["trial_id"]) for a, b, found in pairs if not found.decided
+                for row in (a, b)}
+
+
+def verdicts(table: pd.DataFrame, found: pd.DataFrame, compare: str | None, score: Score,
+             margin: float, looks: tuple[int, ...]) -> Verdicts:
+    """The comparisons between the confirmed configs of `found` (stats(): the best mean first),
+    from their runs in `table`, each interval at its look's level in the planned `looks`."""
+    out = Verdicts(margin, looks)
+    found = found[found["seeds"] >= 1]
+    if not len(found):
+        return out
+
+    def compared(a: pd.Series, b: pd.Series) -> verdict.Gap:
+        return verdict.gap(scores(table, a["trial_id"], score), scores(table, b["trial_id"], score),
+                           score.higher_is_better, margin, looks)
+
     best = found.iloc[0]
-    cheaper = cheaper_than(found, best).sort_values("seconds", kind="stable")
-    for _, row in cheaper.iterrows():
-        even, p = within_noise(table, best, row, score)
-        if even:
-            return row, p
-    return None
+    if len(found) >= 2:
+        out.main = (best, found.iloc[1], compared(best, found.iloc[1]))
+    if compare == "epochs" and len(found) >= 2:
+        ladder = found.sort_values("epochs", key=pd.to_numeric, kind="stable")
+        out.ladder = [(long, short, compared(long, short)) for (_, short), (_, long)
+                      in zip(ladder.iloc[:-1].iterrows(), ladder.iloc[1:].iterrows())]
+    if math.isfinite(best["seconds"]):
+        for _, row in cheaper_than(found, best).sort_values("seconds", kind="stable").iterrows():
+            out.cheaper.append((row, verdict.as_good(
+                scores(table, row["trial_id"], score), scores(table, best["trial_id"], score),
+                score.higher_is_better, margin, looks)))
+    return out
+
+
+def decide(table: pd.DataFrame, compare: str | None, run: dict[str, Any]) -> Verdicts:
+    """The verdicts of a run's confirmation table (confirmation_table's columns) as they stand."""
+    score = Score.of(run)
+    found = stats(table, compare, score)
+    best = float(found["mean"].iloc[0]) if len(found) else math.nan
+    return verdicts(table, found, compare, score, margin_of(run, score, best), looks_of(run))
 
 
 def cheaper_than(found: pd.DataFrame, config: pd.Series) -> pd.DataFrame:

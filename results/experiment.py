@@ -19,7 +19,7 @@ import re
 import shutil
 import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,8 @@ class Experiment:
     skipped: list[str]  # trial directories left out, each with why
     study: Any = None  # the run's Optuna study, in memory (finished trials), or None
     study_note: str = ""  # why there is no study
+    search: dict[str, Any] = field(default_factory=dict)  # the study's record of the race
+    # (tuning.search: the values dropped, when the search settled, the trials it started from)
 
     @property
     def score(self) -> Score:
@@ -110,8 +112,10 @@ def _epochs(results: list[dict[str, Any]], trial_id: str, score: str = "val_accu
             continue
         row: dict[str, Any] = {"trial_id": trial_id, "epoch": int(epoch),
                                score: _number(result.get(score))}
-        row.update({k: _number(result.get(k)) for k in METRICS if k != "diverged"})
+        row.update({k: _number(result.get(k)) for k in METRICS if k not in ("diverged", score)})
         row["diverged"] = bool(result.get("diverged", False))
+        if row["diverged"]:  # the outputs of a model whose loss is NaN score nothing
+            row[score] = math.nan
         row["time_total_s"] = _number(result.get("time_total_s"))
         row["timestamp"] = _number(result.get("timestamp"))  # when the epoch was reported
         row.update({k: v for k, v in result.items() if k not in row and k not in RAY_KEYS
@@ -216,7 +220,8 @@ def _tables(trials: list[dict], history: list[dict], params_by_id: dict[str, dic
     values = pd.DataFrame([{k: _cell(p.get(k)) for k in order} for p in params_by_id.values()],
                           columns=order)
     table = pd.concat([table, values.astype(dtypes)], axis=1)
-    columns = ["trial_id", "epoch", score, *METRICS, "time_total_s", "timestamp"]
+    columns = ["trial_id", "epoch", score, *(m for m in METRICS if m != score), "time_total_s",
+               "timestamp"]
     frame = pd.DataFrame(history)
     extra = sorted(set(frame.columns) - set(columns)) if len(frame) else []
     return table, frame.reindex(columns=columns + extra), order
@@ -263,7 +268,8 @@ def load_experiment(run_dir: Path) -> Experiment:
         history.extend(epochs)
         params_by_id[trial_id] = params
     table, frame, order = _tables(trials, history, params_by_id, Score.of(run).column)
-    return Experiment(run_dir, run, table, frame, params_by_id, order, skipped, study, study_note)
+    return Experiment(run_dir, run, table, frame, params_by_id, order, skipped, study, study_note,
+                      dict(study.user_attrs) if study is not None else {})
 
 
 def study_params(study: Any) -> dict[str, dict[str, Any]]:
@@ -348,6 +354,8 @@ def load_study(run_dir: Path, run: dict[str, Any]) -> tuple[Any, str]:
                                         directions=source.directions)
             done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
             study.add_trials(source.get_trials(deepcopy=False, states=done))
+            for key, value in source.user_attrs.items():
+                study.set_user_attr(key, value)
     except Exception as err:  # a broken or foreign journal costs the study figures, not the report
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         return None, f"cannot load the Optuna study from {path.name}: {first}"

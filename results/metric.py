@@ -98,6 +98,15 @@ class Score:
             return f"the {100 * gap:.{_at_least(1, 100 * gap)}f}-point gap" if gap > 0 else "no gap"
         return f"the gap of {gap:.{_places(gap)}f}" if gap > 0 else "no gap"
 
+    def amount(self, value: float, signed: bool = False, unit: bool = False) -> str:
+        """A gap or a bound as the answer writes it: '0.5' or '+0.5 points' for an accuracy
+        (`unit` adds 'points'), '0.0123' for other metrics."""
+        sign = "+" if signed else ""
+        if self.percent:
+            digits = _at_least(1, abs(100 * value))
+            return f"{100 * value:{sign}.{digits}f}" + (" points" if unit else "")
+        return f"{value:{sign}#.3g}"
+
     def margin(self, winner: float, other: float) -> str:
         """'+17.6 points over', '12.3 lower than', '12.3 higher than': winner against other."""
         gain = self.gain(winner, other)

@@ -49,6 +49,9 @@ class Space:
     ref: str = ""  # what loads it again: a built-in name, a dotted module name or a file's path
     task: str | None = None  # the task it trains: its own file's, the one TASK names, or None
     path: str | None = None  # its source file
+    # STARTS: the settings a practitioner tries first for each compared value, each the first
+    # trial of its value's lane
+    starts: tuple[dict[str, Any], ...] = ()
 
     def where(self, part: str = "define(trial, max_epochs)") -> str:
         """`file: part`, how every message about the space's definition begins."""
@@ -77,12 +80,15 @@ def from_module(name: str, ref: str, module: ModuleType) -> Space:
     if not isinstance(budget, Budget):
         names = ", ".join(f.name for f in fields(Budget))
         raise TaskError(f"{where}: BUDGET must be a dict of {names}")
+    starts = getattr(module, "STARTS", ())
+    if not isinstance(starts, (list, tuple)) or not all(isinstance(x, dict) for x in starts):
+        raise TaskError(f"{where}: STARTS must be a list of dicts of settings")
     doc = (module.__doc__ or "").strip().splitlines()
     question = getattr(module, "QUESTION", "Which settings train it best?")
     task = ref if is_task(module) else getattr(module, "TASK", None)
     return Space(name, getattr(module, "DESCRIPTION", doc[0] if doc else question), question,
                  getattr(module, "COMPARE", None), budget, module.define, ref=ref, task=task,
-                 path=str(Path(module.__file__).resolve()))
+                 path=str(Path(module.__file__).resolve()), starts=tuple(starts))
 
 
 def _load() -> dict[str, Space]:

@@ -10,6 +10,10 @@ DESCRIPTION = "SGD (with momentum tuned) against Adam: which optimizer wins, and
 QUESTION = "SGD or Adam, and at what learning rate?"
 COMPARE = "optimizer"
 BUDGET = Budget(max_epochs=12, grace_period=2, reduction_factor=3, num_samples=24)
+# what a practitioner tries first for each (Adam's default lr; SGD with heavy momentum): the
+# search starts each lane there, so that it finds at least as much as trying them would
+STARTS = [{"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "batch_size": 128},
+          {"optimizer": "adam", "lr": 1e-3, "batch_size": 128}]
 
 
 def define(trial: optuna.Trial, max_epochs: int) -> dict:

@@ -40,8 +40,9 @@ def test_a_search_loses_a_node_gains_another_and_every_trial_ends_once(tmp_path,
         workers = [cluster.add_node(num_cpus=1) for _ in range(4)]
         cluster.wait_for_nodes()
         process = start_run("--space", SLEEPY, "--num-samples", 12, "--max-epochs", 6,
-                            "--grace-period", 2, "--confirm-seeds", 0, "--address",
-                            cluster.address, "--storage-path", tmp_path, "--name", "nodes")
+                            "--grace-period", 2, "--confirm-seeds", 0, "--full-budget",
+                            "--address", cluster.address, "--storage-path", tmp_path,
+                            "--name", "nodes")
         by_id = {node.node_id: node for node in workers}
         lost = {}
 
@@ -112,8 +113,10 @@ def test_a_task_file_on_two_nodes_trials_in_a_bucket_a_worker_and_the_driver_kil
     script = load_task(str(ROOT / "examples" / "mnist_example.py")).baseline
     assert script == {"optimizer": "sgd", "lr": 0.01, "momentum": 0.5, "batch_size": 64,
                       "epochs": 10}
-    budget = {"num_samples": 6, "max_epochs": 2, "grace_period": 1, "confirm_seeds": 2}
+    budget = {"num_samples": 6, "max_epochs": 2, "grace_period": 1, "confirm_seeds": 2,
+              "max_seeds": 2}
     args = ["--space", task, *[f"--{k.replace('_', '-')}={v}" for k, v in budget.items()],
+            "--full-budget",
             "--data-dir", tmp_path / "mnist", "--storage-path", s3_bucket, "--name", "cluster"]
     # the search asks Tune for a trial per slot at once (tuning.tuner.start_trials_together), so
     # that each node's CPU gets one, whichever starts its worker first; Tune writes its state to

@@ -306,14 +306,28 @@ def test_a_spread_or_gap_below_a_tenth_of_a_point_is_not_shown_as_zero():
 SAME_COST = " No other confirmed config trains in 90% of the best's time or less."
 
 
-@pytest.mark.parametrize("sgd, verdict", [
-    ([(1, 0.80), (2, 0.81)], "won"), ([(1, 0.85), (2, 0.83)], "even")])
-def test_confirmation_answers_with_mean_sd_and_welch(tmp_path, sgd, verdict):
-    """The answer gives each optimizer's mean ± sd over its seeds (the search's run counts as
-    seed 0) and Welch's t-test of the gap; best_config.json is the best confirmed mean."""
-    from scipy.stats import ttest_ind
+def welch(a: list[float], b: list[float], level: float = 0.95) -> tuple[float, float, float]:
+    """mean(a) - mean(b) and Welch's two-sided interval at `level`, computed here apart from
+    results.verdict."""
+    import numpy as np
+    from scipy.stats import t
 
-    run_dir = make_run_dir(tmp_path / "run", confirm_seeds=3)
+    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    gain, half = np.mean(a) - np.mean(b), t.ppf(1 - (1 - level) / 2, df) * np.sqrt(va + vb)
+    return gain, gain - half, gain + half
+
+
+@pytest.mark.parametrize("sgd, verdict, margin", [
+    ([(1, 0.80), (2, 0.81)], "better", None), ([(1, 0.845), (2, 0.846)], "even", 5),
+    ([(1, 0.88), (2, 0.79)], "undecided", None)])
+def test_confirmation_answers_with_the_gap_its_interval_and_a_verdict(tmp_path, sgd, verdict,
+                                                                       margin):
+    """The answer gives each optimizer's mean ± sd over its seeds (the search's run counts as
+    seed 0), the lead with its 95% interval (Welch's, one look here), and one of three verdicts:
+    better where the interval excludes 0, even where it lies within the margin (1 point, or
+    --margin), undecided otherwise; best_config.json is the best confirmed mean."""
+    run_dir = make_run_dir(tmp_path / "run", confirm_seeds=3, margin=margin)
     write_confirmation(run_dir, {"abcde_00000": [(1, 0.86), (2, 0.85)], "abcde_00001": sgd})
     paths = report.write_reports(run_dir)
     table = pd.read_csv(paths["confirmation"])
@@ -321,22 +335,43 @@ def test_confirmation_answers_with_mean_sd_and_welch(tmp_path, sgd, verdict):
                                    "epochs_run", "val_accuracy", "val_loss", "seconds"]
     assert table.groupby("trial_id")["seed"].apply(sorted).tolist() == [[0, 1, 2], [0, 1, 2]]
     adam, sgd_runs = [0.84, 0.86, 0.85], [0.82] + [a for _, a in sgd]
-    p = ttest_ind(adam, sgd_runs, equal_var=False).pvalue
+    gain, low, high = welch(adam, sgd_runs)
     mean, sd = pd.Series(sgd_runs).mean(), pd.Series(sgd_runs).std()
     numbers = (f"final validation accuracy (higher is better) 85.0 ± 1.0% over 3 seeds for "
-               f"Adam (lr 0.001, batch_size 64), against {100 * mean:.1f} ± {100 * sd:.1f}% over 3 seeds for SGD "
-               f"(lr 0.05, batch_size 32, momentum 0.9); the {100 * (0.85 - mean):.1f}-point gap")
+               f"Adam (lr 0.001, batch_size 64), against {100 * mean:.1f} ± {100 * sd:.1f}% over "
+               "3 seeds for SGD (lr 0.05, batch_size 32, momentum 0.9)")
+    interval = f"(95% interval {100 * low:.1f} to {100 * high:.1f} points)"
     first = paths["summary"].read_text().splitlines()[0]
-    if verdict == "won":
-        assert p < 0.05 and first == (f"Adam won: {numbers} exceeds the seed noise "
-                                      f"(Welch's t-test p = {p:.2g}).{SAME_COST}")
+    if verdict == "better":
+        assert low > 0 and first == (f"Adam is better: {numbers}; Adam leads by {100 * gain:.1f} "
+                                     f"points {interval}.{SAME_COST}")
+    elif verdict == "even":
+        assert -0.05 < low and high < 0.05
+        assert first == (f"Adam and SGD are even within the 5-point margin: {numbers}; Adam "
+                         f"leads by {100 * gain:.1f} points {interval}, inside ±5.0.{SAME_COST}")
     else:
-        assert p > 0.05 and first == (f"Adam and SGD are even within seed noise: {numbers} is "
-                                      f"within the noise (Welch's t-test p = {p:.2g}).{SAME_COST}")
+        assert low < 0 and high > 0.01
+        assert first == (f"Undecided between Adam and SGD after 3 seeds: {numbers}; the lead of "
+                         f"{100 * gain:.1f} points {interval} could still be a real difference "
+                         f"or evenness within the 1-point margin (--max-seeds runs more seeds)."
+                         f"{SAME_COST}")
     best = json.loads(paths["best_config"].read_text())
     assert (best["trial_id"], best["seeds"], best["epochs"]) == ("abcde_00000", 3, 4)
     assert (best["val_accuracy"], best["val_accuracy_sd"]) == pytest.approx((0.85, 0.01))
-    assert "Confirmation trained 4 more runs, 16 epochs." in paths["summary"].read_text()
+    assert ("Confirmation trained 4 more runs (3 seeds a config, the search's own counting; "
+            "looks at 3), 16 epochs.") in paths["summary"].read_text()
+
+
+def test_the_interval_holds_over_the_looks_the_run_planned(tmp_path):
+    """With looks at 3, 5 and 8 seeds planned (--max-seeds 8), each look's interval is Welch's at
+    1 - 0.05/3, so that the chance that any look misses stays under 5%: wider than one look's."""
+    run_dir = make_run_dir(tmp_path / "run", confirm_seeds=3, max_seeds=8)
+    write_confirmation(run_dir, {"abcde_00000": [(1, 0.86), (2, 0.85)],
+                                 "abcde_00001": [(1, 0.80), (2, 0.81)]})
+    first = report.write_reports(run_dir)["summary"].read_text().splitlines()[0]
+    gain, low, high = welch([0.84, 0.86, 0.85], [0.82, 0.80, 0.81], 1 - 0.05 / 3)
+    assert f"Adam leads by {100 * gain:.1f} points (95% interval {100 * low:.1f} to " \
+           f"{100 * high:.1f} points)" in first, first
 
 
 def test_a_metric_where_lower_is_better_ranks_answers_and_plots_that_way(tmp_path, monkeypatch):
@@ -363,10 +398,11 @@ def test_a_metric_where_lower_is_better_ranks_answers_and_plots_that_way(tmp_pat
     assert "val_rmse" in confirmed.columns
     adam, sgd = [rmse(a) for a in (0.84, 0.86, 0.85)], [rmse(a) for a in (0.82, 0.80, 0.81)]
     first = paths["summary"].read_text().splitlines()[0]
-    assert first.startswith("Adam won: final validation RMSE (lower is better) 15.0 ± 1.0 over "
-                            "3 seeds for Adam (lr 0.001, batch_size 64), against 19.0 ± 1.0 "
+    assert first.startswith("Adam is better: final validation RMSE (lower is better) 15.0 ± 1.0 "
+                            "over 3 seeds for Adam (lr 0.001, batch_size 64), against 19.0 ± 1.0 "
                             "over 3 seeds for SGD"), first
-    assert "the gap of 4.0 exceeds the seed noise" in first
+    gain, low, high = welch([-x for x in adam], [-x for x in sgd])  # lower is better
+    assert f"Adam leads by {gain:#.3g} (95% interval {low:#.3g} to {high:#.3g})" in first, first
     best = json.loads(paths["best_config"].read_text())
     assert (best["metric"], best["mode"], best["trial_id"]) == ("val_rmse", "min", "abcde_00000")
     assert best["val_rmse"] == pytest.approx(sum(adam) / 3) and "val_accuracy" not in best
@@ -525,47 +561,53 @@ def epoch_trials(ten: float) -> dict:
                                                      (20, 0.001, 0.900)])}
 
 
-@pytest.mark.parametrize("ten, within", [([0.899, 0.901, 0.897], True),
-                                         ([0.880, 0.882, 0.878], False)])
-def test_epochs_answer_and_cheapest_as_good_follow_the_noise(tmp_path, ten, within):
+@pytest.mark.parametrize("ten, margin, verdict", [([0.899, 0.901, 0.897], 2, "even"),
+                                                   ([0.880, 0.882, 0.878], 0.5, "better")])
+def test_epochs_answer_and_cheapest_as_good_follow_the_margin(tmp_path, ten, margin, verdict):
     """A run comparing epochs says what each longer training buys over the next shorter one,
-    and names the cheapest confirmed config within the seed noise of the best (10 epochs, for
-    half the time) or says none is; both in summary.md and report.html, with the cost figure."""
-    from scipy.stats import ttest_ind
-
+    with its interval and verdict, and names the cheapest confirmed config as good as the best
+    within the margin (10 epochs, for half the time) or says every cheaper one is worse by more
+    than it; both in summary.md and report.html, with the cost figure."""
     trials = epoch_trials(ten[0])
     run_dir = make_run_dir(tmp_path / "run", study=False, trials=trials, seconds=2.0,
                            compare="epochs", max_epochs=20, space="mlp_limits",
-                           question="How many epochs does it take?", confirm_seeds=3)
+                           question="How many epochs does it take?", confirm_seeds=3,
+                           margin=margin)
     runs = {"epoch_00000": [0.79, 0.81], "epoch_00001": ten[1:], "epoch_00002": [0.905, 0.895]}
     write_confirmation(run_dir, {t: list(enumerate(v, 1)) for t, v in runs.items()},
                        trials=trials, seconds=2.0)
     paths = report.write_reports(run_dir)
     five, ten, twenty = ([trials[t][1][-1], *runs[t]] for t in sorted(runs))
-    p = {pair: ttest_ind(a, b, equal_var=False).pvalue
-         for pair, (a, b) in {"5-10": (ten, five), "10-20": (twenty, ten),
-                              "5-20": (twenty, five)}.items()}
-    mean = {n: sum(v) / 3 for n, v in (("5", five), ("10", ten), ("20", twenty))}
     summary, page = paths["summary"].read_text(), paths["report"].read_text()
     first = summary.splitlines()[0]
-    assert first.startswith("20 epochs and 10 epochs are even within seed noise" if within
-                            else "20 epochs won"), first
-    gain = f"+{100 * (mean['20'] - mean['10']):.1f} points over 10"
-    step = (f"20 epochs: no gain over 10 within the noise ({gain}, p = {p['10-20']:.2g})"
-            if within else f"20 epochs: {gain} (p = {p['10-20']:.2g})")
-    assert (f" What more epochs buy, confirmed mean against confirmed mean: 10 epochs: "
-            f"+{100 * (mean['10'] - mean['5']):.1f} points over 5 (p = {p['5-10']:.2g}); {step}."
-            ) in first
-    assert p["5-10"] < 0.05 and p["5-20"] < 0.05 and (p["10-20"] >= 0.05) == within
-    if within:
-        sd = pd.Series(ten).std()
-        cheapest = (" The cheapest config as good as the best within the seed noise is 10 epochs "
-                    f"(lr 0.002): {100 * mean['10']:.1f} ± {100 * sd:.1f}% for 50% of the "
-                    f"training time (20 s against 40 s a run; p = {p['10-20']:.2g} against the "
-                    "best).")
+
+    def said(gain: float, low: float, high: float) -> str:
+        return f"{100 * gain:+.1f} points over {{}} (95% interval {100 * low:.1f} to " \
+               f"{100 * high:.1f} points)"
+
+    top = welch(twenty, ten)
+    if verdict == "even":
+        assert -margin / 100 < top[1] and top[2] < margin / 100
+        assert first.startswith(f"20 epochs and 10 epochs are even within the {margin}-point "
+                                "margin"), first
+        step = said(*top).format(10) + f", even within the {margin}-point margin"
     else:
+        assert top[1] > 0 and first.startswith("20 epochs is better"), first
+        step = said(*top).format(10) + ", better"
+    assert (" What more epochs buy, confirmed mean against confirmed mean: 10 epochs: "
+            + said(*welch(ten, five)).format(5) + f", better; 20 epochs: {step}.") in first, first
+    if verdict == "even":
+        gain, low, high = welch(ten, twenty)
+        sd = pd.Series(ten).std()
+        cheapest = (f" The cheapest config as good as the best within the {margin}-point margin "
+                    f"is 10 epochs (lr 0.002): {100 * sum(ten) / 3:.1f} ± {100 * sd:.1f}% for 50% "
+                    f"of the training time (20 s against 40 s a run; {100 * gain:+.1f} points "
+                    f"against the best (95% interval {100 * low:.1f} to {100 * high:.1f} "
+                    "points)).")
+    else:
+        assert welch(ten, twenty)[2] < -margin / 100
         cheapest = (" Every confirmed config that trains in 90% of the best's time or less is "
-                    "worse beyond the seed noise.")
+                    f"worse than the best by more than the {margin}-point margin.")
     assert first.endswith(cheapest), first
     assert html_text(page).count(cheapest.strip()) == 1
     assert (run_dir / "figures" / "cost_vs_metric.png").stat().st_size > 10_000

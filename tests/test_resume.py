@@ -29,7 +29,8 @@ def assert_went_on(epochs, trial_id):
 
 
 def search(data_dir, storage, name, *args, space="sgd_vs_adam"):
-    return ["--space", space, "--confirm-seeds", 0, "--data-dir", data_dir,
+    """tuning.run's arguments for a search of every trial of its budget (no settled stop)."""
+    return ["--space", space, "--confirm-seeds", 0, "--full-budget", "--data-dir", data_dir,
             "--val-size", 500, "--storage-path", storage, "--name", name, *args]
 
 
@@ -68,7 +69,8 @@ def test_time_budget_cut_moved_run_resumed_interrupted_in_confirmation_and_resum
     again: the confirmation runs continue from their checkpoints (no epoch twice) and the run
     ends finished with every seed of every config; a resume of the finished run does nothing."""
     args = search(data_dir, tmp_path / "runs", "budget", "--num-samples", 10, "--max-epochs", 5,
-                  "--grace-period", 5, "--time-budget", 15, "--confirm-seeds", 2, "--final")
+                  "--grace-period", 5, "--time-budget", 15, "--confirm-seeds", 2, "--max-seeds", 2,
+                  "--final")
     first = run_cli(*args)
     assert first.returncode == 0, first.stderr[-3000:]
     run_dir = tmp_path / "runs" / "budget"

@@ -73,6 +73,12 @@ DEFECTS = {
     "a baseline outside the space": (
         ('"lr": 0.01, "batch_size": 32}', '"lr": 0.5, "batch_size": 32}'),
         "BASELINE is outside the space: lr 0.5 is outside [0.001, 0.1]"),
+    "a starting config outside the space": (
+        ('COMPARE = "optimizer"', 'COMPARE = "optimizer"\nSTARTS = [{"optimizer": "adam", "lr": 2.0}]'),
+        "STARTS[0] is outside the space: lr 2.0 is outside [0.001, 0.1]"),
+    "starting configs that are no list": (
+        ('COMPARE = "optimizer"', 'COMPARE = "optimizer"\nSTARTS = {"lr": 0.01}'),
+        "STARTS must be a list of dicts of settings"),
     "a baseline that is no config": (
         ('"lr": 0.01, "batch_size": 32}', '"lr": 0.01, "batch_size": 32, "learning_rate": 1}'),
         "BASELINE is not a config that trains: unknown key 'learning_rate'"),
@@ -92,6 +98,10 @@ DEFECTS = {
         ("return nn.Linear(4, 2)", "with LOCK:\n        return nn.Linear(4, 2)"),
         "the task cannot be sent to Ray's workers: pickling it raised TypeError: cannot pickle "
         "'_thread.lock' object"),
+    "a model whose loss is not a number": (
+        ("return nn.Linear(4, 2)",
+         "model = nn.Linear(4, 2)\n    model.weight.data.fill_(float('nan'))\n    return model"),
+        "loss(outputs, targets) is nan on the first batch"),
     "a file that does not import": (
         ("import threading", "import threading\nimport no_such_module"),
         "importing it raised ModuleNotFoundError: No module named 'no_such_module'"),
@@ -167,3 +177,27 @@ def test_the_check_leaves_the_process_its_torch_threads(tmp_path):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_warm_start_from_a_run_of_another_space_is_one_line_before_ray_starts(
+        tmp_path, monkeypatch, capsys):
+    """--warm-start RUN_DIR of a run of another space: exit code 2, one line naming both
+    spaces, no run directory, Ray never started."""
+    import json
+
+    import ray
+
+    path = task_file(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "run.json").write_text(json.dumps({"space": "sgd_vs_adam",
+                                                "space_ref": "sgd_vs_adam"}))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with pytest.raises(SystemExit) as exit_:
+        run.main(["--space", str(path), "--warm-start", str(other),
+                  "--storage-path", str(tmp_path / "runs")])
+    assert exit_.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [f"python -m tuning.run: error: --warm-start {other} is a run of space "
+                     f"'sgd_vs_adam', not '{path}'; warm-start from a run of the same space"]
+    assert not (tmp_path / "runs").exists() and not ray.is_initialized()

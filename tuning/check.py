@@ -54,6 +54,7 @@ class Checked:
     parameters: int
     samples_per_second: float
     shipped_mb: float
+    starts: tuple[dict[str, Any], ...] = ()  # the space's STARTS of the compared values, as params
 
     def epoch_seconds(self) -> float:
         """Training and validation of one epoch, evaluation at a third of training's cost."""
@@ -129,6 +130,12 @@ def one_batch(task: Task, model: torch.nn.Module, feed: Iterator) -> tuple[torch
                                                    f"{_shape(out)} and targets {_shape(y)}: "
                                                    f"{describe(err)}") from None
     model.zero_grad(set_to_none=True)
+    if not math.isfinite(loss.item()):  # every trial would diverge at its first step
+        why = ("the model's outputs are not finite either: check build_model's weights and the "
+               "inputs' scale" if not torch.isfinite(out).all() else
+               "the model's outputs are finite: check the loss on outputs like these and the "
+               "targets' values")
+        raise task.error("loss(outputs, targets)", f"is {loss.item()} on the first batch; {why}")
     return out.detach(), y
 
 
@@ -195,13 +202,28 @@ def dry_run(space: Space, task: Task, s: Settings) -> Checked:
     baseline, why = baseline_params(space, s.max_epochs, task.baseline, task.hyperparameters)
     if task.baseline and baseline is None and space.task == task.ref:
         raise task.error("BASELINE", f"is outside the space: {why}")
+    starts = start_params(space, task, s.max_epochs, choices)
     splits = task.splits(Path(s.data_dir))
     parts = for_tuning(splits, s.val_size, SMOKE_SAMPLES if s.smoke_test else None)
     config = first_config(space, task, s.max_epochs, baseline)
     with trial_threads(s.cpus_per_trial):
         model, rate = one_step(task, config, parts)
     return Checked(task, splits, parts, baseline, why, choices,
-                   sum(p.numel() for p in model.parameters()), rate, shipped(task, parts))
+                   sum(p.numel() for p in model.parameters()), rate, shipped(task, parts), starts)
+
+
+def start_params(space: Space, task: Task, max_epochs: int, choices: list[Any] | None
+                 ) -> tuple[dict[str, Any], ...]:
+    """The space's STARTS as the search's parameters, those of values the run compares; a
+    TaskError naming the space's file for one the space cannot express."""
+    out = []
+    for i, start in enumerate(space.starts):
+        params, why = baseline_params(space, max_epochs, start, task.hyperparameters)
+        if params is None:
+            raise TaskError(f"{space.where(f'STARTS[{i}]')} is outside the space: {why}")
+        if not space.compare or choices is None or params.get(space.compare) in choices:
+            out.append(params)
+    return tuple(out)
 
 
 @contextlib.contextmanager

@@ -6,7 +6,7 @@ uploaded, or may be uploading, lists them:
   those the last two snapshots list (a resume goes on from the last one uploaded): at most 3.
 - An ended trial's, all: confirmation and final training train their configs again from scratch,
   and a resume never runs an ended trial on, except where a crash hit between its end and Tune's
-  next snapshot (tuning.race.RaceScheduler.choose_trial_to_run).
+  next snapshot (tuning.scheduler.RaceScheduler.choose_trial_to_run).
 Where a crash still beats that, a search trial is stopped where Tune's snapshot has it, and a
 confirmation run trains again from the start (trainables.trainable.restore). An errored trial
 keeps its latest checkpoint: a resume retries it from there.

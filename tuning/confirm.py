@@ -1,59 +1,146 @@
 """Confirmation: after the search, the best config of each compared choice trained again with more
-seeds, as Ray trials of the run (RUN_DIR/confirm/), on the same train/validation split."""
+seeds, as Ray trials of the run (RUN_DIR/confirm/), on the same train/validation split, a look at
+a time: every config up to the first look's seeds (3 by default, the search's own run counting),
+then, while a verdict is open (results.verdict), the configs it is open about up to the next
+look's (5, then 8), until every verdict is decided or the last look is taken."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from ray.tune.search import Searcher
 
-from results.confirmation import confirmation_runs, plan
+from results.confirmation import (candidate_configs, confirmation_runs, decide, looks_of,
+                                  more_seeds)
 from results.experiment import load_experiment
 from results.leaderboard import leaderboard
+from trainables.config import CONFIRMS
 from tuning.storage import Trials
 
 
-def configs(run_dir: Path, seeds: int) -> list[dict[str, Any]]:
-    """What confirmation trains (results.confirmation.plan) for the finished search in run_dir."""
-    experiment = load_experiment(run_dir)
-    return plan(experiment, leaderboard(experiment), seeds)
+def seeds_of(rows: list[dict[str, Any]], trial_id: str) -> list[int]:
+    """The seeds a config has run with (any status)."""
+    return [int(r["seed"]) for r in rows if r["trial_id"] == trial_id]
 
 
-def finished(run_dir: Path, expected: int) -> bool:
-    """Every confirmation run has ended: trained its planned epochs, diverged or errored."""
-    runs = confirmation_runs(run_dir)
-    return len(runs) >= expected and all(r["status"] != "unfinished" for r in runs)
+class Looks(Searcher):
+    """Hands out confirmation runs a look at a time (the module's docstring). `configs`: each
+    candidate's config by the search trial it confirms; `rows`: the runs it has already (the
+    search's own where it ran in full, confirmation runs on disk), as confirmation_table rows;
+    `run`: run.json, for the metric, the looks and the margin."""
 
-
-class Listed(Searcher):
-    """Hands out the given configs in order, then says it is finished."""
-
-    def __init__(self, configs: list[dict[str, Any]]) -> None:
+    def __init__(self, configs: dict[str, dict[str, Any]], rows: list[dict[str, Any]],
+                 run: dict[str, Any]) -> None:
         super().__init__()
-        self._configs, self._next = configs, 0
+        self._configs, self._rows, self._run = configs, list(rows), run
+        self._looks = looks_of(run)
+        self._queue: list[dict[str, Any]] = []
+        self._handed: dict[str, int] = {}  # Ray trial id -> its row in _rows
+        self._plan_to_boundary()
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        if self._next >= len(self._configs):
-            return Searcher.FINISHED
-        self._next += 1
-        return dict(self._configs[self._next - 1])
+    def _plan_to_boundary(self) -> None:
+        """Runs that bring each config to the next look at or above the seeds it has (a run
+        cut in the middle of a look finishes that look first)."""
+        for trial_id, config in self._configs.items():
+            have = seeds_of(self._rows, trial_id)
+            target = next((n for n in self._looks if n >= len(have)), len(have))
+            self._queue += more_seeds(config, have, target)
+
+    def table(self) -> pd.DataFrame:
+        """The runs so far as results.confirmation.decide reads them."""
+        score, compare = self._run.get("metric") or "val_accuracy", self._compare()
+        frame = pd.DataFrame(self._rows).reindex(columns=["trial_id", "seed", "status", score])
+        frame["seconds"] = math.nan  # the cheapest config is the report's, not a look's
+        if compare:
+            frame.insert(0, compare, frame["trial_id"].map(
+                {t: c.get(compare) for t, c in self._configs.items()}))
+        return frame
+
+    def _compare(self) -> str | None:
+        compare = self._run.get("compare")
+        return compare if any(compare in c for c in self._configs.values()) else None
+
+    def _next_look(self) -> bool:
+        """Where every handed-out run has ended: queue the next look's runs of the configs whose
+        verdict is open; False where there is none (every verdict decided, or the last look
+        taken)."""
+        opened = decide(self.table(), self._compare(), self._run).open()
+        taken = max((len(seeds_of(self._rows, t)) for t in self._configs), default=0)
+        later = [n for n in self._looks if n > taken]
+        if not opened or not later:
+            return False
+        for trial_id in sorted(opened):
+            self._queue += more_seeds(self._configs[trial_id], seeds_of(self._rows, trial_id),
+                                      later[0])
+        return bool(self._queue)
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if not self._queue:
+            if any(r["status"] == "running" for r in self._rows):
+                return None
+            if not self._next_look():
+                return Searcher.FINISHED
+        config = self._queue.pop(0)
+        self._handed[trial_id] = len(self._rows)
+        self._rows.append({"trial_id": config[CONFIRMS], "seed": config["seed"],
+                           "status": "running"})
+        return dict(config)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
-        pass
+        if trial_id not in self._handed:
+            return
+        row = self._rows[self._handed[trial_id]]
+        score = self._run.get("metric") or "val_accuracy"
+        if error or not result:
+            row["status"] = "errored"
+        elif result.get("diverged"):
+            row["status"] = "diverged"
+        elif result.get("epoch", 0) >= result.get("epochs_planned", float("inf")):
+            row.update(status="completed", **{score: result.get(score)})
+        else:
+            row["status"] = "unfinished"
 
     def save(self, checkpoint_path: str) -> None:
-        Path(checkpoint_path).write_text(json.dumps({"configs": self._configs, "next": self._next}))
+        Path(checkpoint_path).write_text(json.dumps(
+            {"rows": self._rows, "queue": self._queue, "handed": self._handed}))
 
     def restore(self, checkpoint_path: str) -> None:
         state = json.loads(Path(checkpoint_path).read_text())
-        self._configs, self._next = state["configs"], state["next"]
+        self._rows, self._queue, self._handed = state["rows"], state["queue"], state["handed"]
 
 
-def build_confirmation(runs: Trials, trainable: Any, planned: list[dict[str, Any]],
-                       resume: bool, callbacks: list[Any], trial_dirname: Any) -> Any:
+def candidates_of(run_dir: Path) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]],
+                                          dict[str, Any]]:
+    """What the confirmation of the finished search in run_dir starts from: each candidate's
+    config (results.confirmation.candidate_configs), the runs it has (the search's own,
+    confirmation runs on disk) and run.json."""
+    experiment = load_experiment(run_dir)
+    board = leaderboard(experiment)
+    configs, score = candidate_configs(experiment, board), experiment.score.column
+    own = board[board["trial_id"].isin(configs) & (board["status"] == "completed")]
+    rows = [{"trial_id": str(r["trial_id"]), "status": "completed", score: r[score],
+             "seed": experiment.params[r["trial_id"]].get("seed", 0)} for _, r in own.iterrows()]
+    # a run cut short that Tune does not resume is run again, with a seed of its own
+    rows += [{k: r[k] for k in ("trial_id", "seed", "status", score)}
+             for r in confirmation_runs(run_dir, score)
+             if r["trial_id"] in configs and r["status"] != "unfinished"]
+    return configs, rows, experiment.run
+
+
+def finished(run_dir: Path) -> bool:
+    """No confirmation run is still to train: every config has the seeds of its look, and each
+    verdict is decided or the last look taken."""
+    searcher = Looks(*candidates_of(run_dir))
+    return not searcher._queue and not searcher._next_look()
+
+
+def build_confirmation(runs: Trials, trainable: Any, searcher: Looks, resume: bool,
+                       callbacks: list[Any], trial_dirname: Any) -> Any:
     """The Tuner of the confirmation runs, kept in `runs` (the run's CONFIRM_DIR): restored where
     an interrupted one exists."""
     from ray import tune
@@ -65,11 +152,11 @@ def build_confirmation(runs: Trials, trainable: Any, planned: list[dict[str, Any
                                   resume_unfinished=True, resume_errored=True)
     return tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(
-            search_alg=Listed(planned),
-            num_samples=len(planned), reuse_actors=True, trial_dirname_creator=trial_dirname),
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1, reuse_actors=True,
+                                    trial_dirname_creator=trial_dirname),
         run_config=tune.RunConfig(
             **runs.run_config(),
             failure_config=tune.FailureConfig(max_failures=1),
             callbacks=[*callbacks, DropCheckpoints()], verbose=0),
     )
+

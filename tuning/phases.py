@@ -24,7 +24,7 @@ def search(s: Settings, space: Space, run_dir: Path, trials: Trials, run: dict, 
     """The search phase, restored where Ray saved it; on to confirmation (run["phase"]) once
     every trial has ended."""
     from tuning.checkpoints import drop_ended
-    from tuning.search import ended_trials
+    from tuning.search import ended_trials, search_done
 
     started = time.perf_counter()
     with time_limit(_left(deadline)) as ran_out:
@@ -33,7 +33,7 @@ def search(s: Settings, space: Space, run_dir: Path, trials: Trials, run: dict, 
     ended, running, errored = ended_trials(run_dir, run["study_name"])
     # Tune's last snapshot lists them as ended: no resume runs them on (tuning.checkpoints)
     drop_ended(trials, ended - errored)
-    if not running and len(ended) >= run["num_samples"]:
+    if search_done(run_dir, run["study_name"], run["num_samples"]):
         status, advice = "finished", ""
     elif ran_out.is_set():
         status, advice = "stopped_at_time_budget", "; the time budget ran out: --resume continues"
@@ -50,27 +50,32 @@ def search(s: Settings, space: Space, run_dir: Path, trials: Trials, run: dict, 
 
 def confirm(s: Settings, run_dir: Path, trials: Trials, run: dict, checked: Any, data: Any,
             deadline: float | None) -> None:
-    """Train the best config of each compared choice again with more seeds (tuning.confirm)."""
+    """Train the best config of each compared choice again with more seeds, a look at a time
+    (tuning.confirm)."""
+    from results.confirmation import looks_of
     from results.rundir import CONFIRM_DIR
     from tuning.checkpoints import drop_ended
-    from tuning.confirm import build_confirmation, configs, finished
+    from tuning.confirm import Looks, build_confirmation, candidates_of, finished
     from tuning.progress import Progress
 
-    planned = configs(run_dir, run["confirm_seeds"])
-    print(f"\nConfirmation: {len(planned)} more runs, {run['confirm_seeds']} per config "
-          "counting the search's own")
+    configs, rows, recorded = candidates_of(run_dir)
+    searcher = Looks(configs, rows, recorded)
+    looks = looks_of(run)
+    more = f", up to {looks[-1]} while a verdict is open" if len(looks) > 1 else ""
+    print(f"\nConfirmation: {len(configs)} configs, {looks[0]} runs each counting the search's "
+          f"own{more}")
     started = time.perf_counter()
     left = _left(deadline)
-    if planned and (left is None or left > 0):
-        callbacks = [Progress("confirmation", len(planned), Score.of(run),
-                              sum(c["epochs"] for c in planned) / len(planned))]
+    if configs and (left is None or left > 0) and not finished(run_dir):
+        planned = max(1, len(searcher._queue))
+        callbacks = [Progress("confirmation", planned, Score.of(run), s.max_epochs)]
         runs = trials.sub(CONFIRM_DIR)
-        tuner = build_confirmation(runs, make_trainable(s, checked.task, data), planned,
+        tuner = build_confirmation(runs, make_trainable(s, checked.task, data), searcher,
                                    s.resume and runs.exists(), callbacks, trial_dirname)
         with time_limit(left):
             tuner.fit()
         storage.pull(run_dir / CONFIRM_DIR, runs)
-    done = finished(run_dir, len(planned))
+    done = finished(run_dir)
     if done:  # nothing resumes them any more (tuning.checkpoints)
         drop_ended(trials.sub(CONFIRM_DIR))
     status = "finished" if done else (

@@ -41,6 +41,7 @@ class Progress(Callback):
 
     def _ended(self, trial: Any, trials: list[Any]) -> None:
         ended = [t for t in trials if t.status in ("TERMINATED", "ERROR") or t is trial]
+        total = max(self.total, len(trials))  # a confirmation's later looks add runs
         epochs = sum(int(t.last_result.get("epoch", 0) or 0) for t in trials)
         scores = [t.last_result.get(self.score.column) for t in ended]
         scores = [s for s in scores if isinstance(s, (int, float)) and math.isfinite(s)]
@@ -48,11 +49,11 @@ class Progress(Callback):
         done = sum(int(t.last_result.get("epoch", 0) or 0) for t in ended)
         per_trial = max(self.epochs_per_trial, done / len(ended))
         running = [int(t.last_result.get("epoch", 0) or 0) for t in trials if t not in ended]
-        left = ((self.total - len(ended) - len(running)) * per_trial
+        left = ((total - len(ended) - len(running)) * per_trial
                 + sum(max(1.0, per_trial - e) for e in running))
         pace = (time.monotonic() - self._started) / max(1, epochs)
-        eta = f", about {_minutes(pace * left)} left" if len(ended) < self.total else ""
-        print(f"[{self.label}] {len(ended)} of {self.total} trials ended, {epochs} epochs run"
+        eta = f", about {_minutes(pace * left)} left" if len(ended) < total else ""
+        print(f"[{self.label}] {len(ended)} of {total} trials ended, {epochs} epochs run"
               f"{best}{eta}", flush=True)
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:

@@ -97,6 +97,11 @@ def run(args: argparse.Namespace) -> Path:
     uri = s.storage_path if storage.is_uri(s.storage_path) else (run or {}).get("trials")
     trials = storage.at(run_dir, uri)  # a bucket that cannot be written to: one line, now
     checked = dry_run(space, task, s)  # a task's defect is one line, before Ray's output
+    if s.warm_start and run is None:
+        from tuning.warm import check_warm_start
+
+        check_warm_start(s.warm_start, space.ref or space.name, f"val_{checked.task.metric.name}",
+                         checked.task.metric.mode)
     print(summary(checked, s))
     if task.baseline and checked.baseline is None:
         print(f"No trial 0 of the task's baseline settings: {checked.baseline_note}")
@@ -219,7 +224,8 @@ def tune(space: str, *, task: str | None = None, data_dir: str | Path | None = N
 
     `flags` are tuning.run's other flags by their Python names (num_samples, max_epochs,
     grace_period, reduction_factor, cpus_per_trial, gpus_per_trial, max_concurrent, time_budget,
-    seed, val_size, storage_path, name, resume, address, confirm_seeds, smoke_test). A mistake
+    seed, val_size, storage_path, name, resume, address, confirm_seeds, max_seeds, margin,
+    equal_shares, full_budget, warm_start, smoke_test). A mistake
     raises an exception whose message is one line (UsageError, TaskError, ...). Ray, where this
     process has started it already, is used as it is.
     """

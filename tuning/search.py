@@ -1,4 +1,17 @@
-"""Optuna search that tells the study what really happened to each Ray trial, persisted on disk."""
+"""The search: which config each Ray trial trains, told to an Optuna study on disk as it goes.
+
+StudySearch is Ray Tune's searcher. It drives Optuna through its public ask-and-tell interface:
+each Ray trial is one study trial (a retry of an errored trial is a new one with the same Ray id),
+every epoch's score is reported to it, and its end is told as it happened: COMPLETE where the
+trial ran its course (with its last epoch's score, the one its config reproduces when trained
+again), PRUNED where a rung stopped it or it diverged, FAIL where it errored. The study is the
+run's record: a resume rebuilds the searcher and the race from it, and the reports read it.
+
+Which lane of the race the trial runs in, and whether the search has its answer, is the race's
+(tuning.race); what the trial tries within its lane is TPE's (tuning.proposals). Trial 0 is the
+task's baseline where the space holds it; a lane's first trial is the space's starting config for
+its value (STARTS), where the space has one.
+"""
 
 from __future__ import annotations
 
@@ -9,26 +22,35 @@ import logging
 import math
 import pickle
 import warnings
+import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from ray.tune.search import Searcher
-from ray.tune.search.optuna import OptunaSearch
 
+from results.metric import Score
+from results.race import dropped_because, settled_because
 from results.rundir import STUDY_FILE
 from search_spaces import get_space
 from trainables.config import BASELINE
+from tuning.proposals import lane_space, propose, startup_trials
+from tuning.race import Race
 
 logger = logging.getLogger(__name__)
 ENDED = (TrialState.COMPLETE, TrialState.PRUNED)  # a trial Ray must not run again
+# the study trial's user attributes: the Ray trial it is, why it ended, the trial it retries, the
+# space's starting config it tries (its index in STARTS)
+RAY_TRIAL_ID, REASON, RETRY_OF, START = "ray_trial_id", "reason", "retry_of", "start"
 LOST = "lost_in_crash"  # the reason of a trial the study handed out that Ray never knew
-# what StudySearch.restore rebuilds from the study, and its snapshots therefore leave out
-REBUILT = ("_ot_trials", "_completed_trials", "_seen", "_reconciled")
-# where a run being restored lies now: tuner.pkl and the searcher's snapshots hold the journal
-# path the run was started with, and a run directory may have been moved since
+# the study's user attributes: the lanes the race dropped, when the search settled, the run it
+# started warm from, the space's starting configs tried
+DROPPED, SETTLED, WARM_START, STARTED = "dropped", "settled", "warm_start", "starts"
+# where a run being restored lies now: tuner.pkl and the searcher's snapshots hold the run
+# directory it was started in, and a run directory may have been moved since
 _restoring_at: contextvars.ContextVar[Path | None] = contextvars.ContextVar("restoring_at",
                                                                           default=None)
 
@@ -52,16 +74,16 @@ def define_trial(space: str, max_epochs: int, trial: optuna.Trial) -> dict[str, 
 def study_storage(run_dir: Path) -> optuna.storages.JournalStorage:
     """The study's journal file in the run directory, which optuna-dashboard opens as it is."""
     return optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(run_dir / STUDY_FILE)))
+        optuna.storages.journal.JournalFileBackend(str(Path(run_dir) / STUDY_FILE)))
 
 
-def by_ray_trial(study: optuna.Study) -> dict[str, optuna.trial.FrozenTrial]:
+def by_ray_trial(study: optuna.Study) -> dict[str, FrozenTrial]:
     """Each Ray trial's last study trial (a retry of an errored trial continues it under the same
     Ray id); trials lost in a crash, which Ray never ran, are left out."""
     last = {}
     for trial in study.get_trials(deepcopy=False):
-        if "ray_trial_id" in trial.user_attrs and trial.user_attrs.get("reason") != LOST:
-            last[trial.user_attrs["ray_trial_id"]] = trial
+        if RAY_TRIAL_ID in trial.user_attrs and trial.user_attrs.get(REASON) != LOST:
+            last[trial.user_attrs[RAY_TRIAL_ID]] = trial
     return last
 
 
@@ -71,61 +93,144 @@ def ended_trials(run_dir: Path, study_name: str) -> tuple[set[str], int, set[str
     the trials it interrupted as terminated; the study knows better."""
     study = optuna.load_study(study_name=study_name, storage=study_storage(run_dir))
     last = by_ray_trial(study)
-    running = sum(t.state == TrialState.RUNNING and t.user_attrs.get("reason") != LOST
-                  for t in study.get_trials(deepcopy=False))
+    running = sum(t.state == TrialState.RUNNING for t in last.values())
     ended = {rid for rid, t in last.items() if t.state != TrialState.RUNNING}
     return ended, running, {rid for rid, t in last.items() if t.state == TrialState.FAIL}
 
 
-class StudySearch(OptunaSearch):
-    """OptunaSearch whose study matches what happened: trials that ASHA stopped (told by
-    `record_stop`, also at a rung that was their last planned epoch) or that diverged end PRUNED
-    with their per-epoch values, errored trials FAIL, and trials that ASHA let run their course
-    COMPLETE with the score of their last epoch, the one their config reproduces when trained
-    again (Ray's OptunaSearch tells every stopped trial COMPLETE).
+def search_done(run_dir: Path, study_name: str, num_samples: int) -> bool:
+    """Every trial the search planned has ended, or it settled before its budget and every
+    trial it started has ended."""
+    study = optuna.load_study(study_name=study_name, storage=study_storage(run_dir))
+    last = by_ray_trial(study)
+    if any(t.state == TrialState.RUNNING for t in last.values()):
+        return False
+    return len(last) >= num_samples or SETTLED in study.user_attrs
 
-    Trial 0 is the `baseline` (the task's BASELINE) where the space holds it. With `choices`,
-    the values of the compared hyperparameter take turns: each new trial takes the value with the
-    fewest trials so far (the first in `choices` on a tie), so that every value gets an equal
-    share of the trials, give or take one, and TPE tunes the other hyperparameters within each
-    value. A comparison at equal budget cannot be starved by TPE leaning early to one value."""
 
-    def __init__(self, space: str, max_epochs: int, run_dir: Path,
-                 metric: str, mode: str, seed: int, study_name: str, num_samples: int,
-                 compare: str | None = None, choices: list[Any] | None = None,
-                 baseline: dict[str, Any] | None = None) -> None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            sampler = optuna.samplers.TPESampler(
-                seed=seed, multivariate=True,
-                group=True,  # conditional spaces: momentum exists for sgd only
-                constant_liar=True,  # parallel trials: steer away from points already running
-            )
-        super().__init__(
-            space=functools.partial(define_trial, space, max_epochs),
-            metric=metric, mode=mode, sampler=sampler, study_name=study_name,
-            storage=study_storage(run_dir),
-        )
-        self._compare, self._choices, self._baseline = compare, choices, baseline
-        self._asha_stops: dict[str, int] = {}  # trial id -> epoch ASHA stopped it at
-        self._run_dir = Path(run_dir)
+def reopen(study: optuna.Study, frozen: FrozenTrial) -> optuna.Trial:
+    """A running study trial as a trial object that reports and is told, for a searcher
+    restored after a crash. Optuna has no public way to this (its trials come from ask() only):
+    the one place its private trial id is used (pyproject.toml bounds the Optuna it covers)."""
+    return optuna.trial.Trial(study, frozen._trial_id)
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """What a search tries and how long: the space (by the ref that loads it), its budget, the
+    run's metric and seed, and the race."""
+
+    space: str
+    max_epochs: int
+    metric: str  # the score column, val_<metric>
+    mode: str  # "max": higher is better
+    seed: int
+    num_samples: int
+    grace_period: int
+    reduction_factor: int
+    compare: str | None = None  # the space's COMPARE, where tuning.check found its values
+    choices: tuple[Any, ...] | None = None
+    baseline: dict[str, Any] | None = None  # trial 0's parameters
+    starts: tuple[dict[str, Any], ...] = ()  # the space's STARTS: each lane's first parameters
+    adaptive: bool = True  # lanes that fall behind drop out (tuning.race)
+    settle: bool = True  # the search ends once its answer would not move
+
+    def new_race(self) -> Race:
+        return Race(self.compare, list(self.choices or ()), self.mode, self.max_epochs,
+                    self.grace_period, self.reduction_factor, adaptive=self.adaptive)
+
+
+class StudySearch(Searcher):
+    """Hands each new Ray trial its config and tells the study what happened to it (see the
+    module's docstring). `warm`: ended trials of an earlier run of the same space, which inform
+    TPE's proposals (--warm-start) but take no part in the race."""
+
+    def __init__(self, plan: SearchPlan, run_dir: Path, study_name: str,
+                 warm: list[FrozenTrial] | None = None) -> None:
+        super().__init__(metric=plan.metric, mode=plan.mode)
+        self.plan, self._run_dir, self._study_name = plan, Path(run_dir), study_name
+        self._warm = list(warm or [])
+        self._stops: dict[str, int] = {}  # trial id -> epoch a rung stopped it at
         self._max_concurrent: int | None = None
-        self._num_samples = num_samples
+        self._define = functools.partial(define_trial, plan.space, plan.max_epochs)
+        self._rebuild()
+        if self._warm and WARM_START not in self._study.user_attrs:
+            self._study.set_user_attr(WARM_START, len(self._warm))
+
+    # ----- the study, the live trials and the race: rebuilt from the study, never pickled
+
+    _REBUILT = ("_study", "_live", "_values", "_ended", "race", "_seen", "_reconciled", "_spaces")
+
+    def _rebuild(self) -> None:
+        """Open the study in the run directory; which Ray trial is which study trial, which are
+        still running, and the race, from it."""
+        self._run_dir = _restoring_at.get() or self._run_dir
+        self._spaces: dict[Any, dict[str, Any]] = {}  # compared value -> its lane's space
+        self._study = optuna.create_study(
+            study_name=self._study_name, storage=study_storage(self._run_dir),
+            direction="maximize" if self.plan.mode == "max" else "minimize",
+            sampler=optuna.samplers.RandomSampler(seed=self.plan.seed), load_if_exists=True)
+        self._live: dict[str, optuna.Trial] = {}  # Ray id -> the study trial it reports to
+        self._values: dict[str, dict[int, float]] = {}  # Ray id -> score at each epoch heard
+        self._ended: dict[str, int] = {}  # Ray id -> its last epoch, once COMPLETE or PRUNED
         self._seen: set[str] = set()  # the Ray trials of this process (RaceScheduler.on_trial_add)
         self._reconciled = False
+        self.race = self.plan.new_race()
+        for lane in self.race.lanes.values():
+            lane.least = len(self._lane_space(lane.value)) + 1
+        for ray_id, frozen in by_ray_trial(self._study).items():
+            config = {**frozen.params, BASELINE: bool(frozen.user_attrs.get(BASELINE))}
+            self.race.add(ray_id, config)
+            self._values[ray_id] = dict(frozen.intermediate_values)
+            for milestone, score in frozen.intermediate_values.items():
+                self.race.record(ray_id, milestone, score)
+            if frozen.state == TrialState.RUNNING:
+                self._live[ray_id] = reopen(self._study, frozen)
+            elif frozen.state in ENDED:
+                self._ended[ray_id] = max(frozen.intermediate_values, default=0)
+        self._replay_endings()
+
+    def _replay_endings(self) -> None:
+        """The race's standing as the study recorded it: endings in order, lanes dropped, the
+        search settled."""
+        for ray_id, frozen in sorted(by_ray_trial(self._study).items(),
+                                     key=lambda item: item[1].datetime_complete
+                                     or item[1].datetime_start):
+            if frozen.state in ENDED or frozen.state == TrialState.FAIL:
+                self.race.finish(ray_id, frozen.intermediate_values,
+                                 frozen.user_attrs.get(REASON) == "completed")
+        attrs = self._study.user_attrs
+        for key, drop in attrs.get(DROPPED, {}).items():
+            if key in self.race.lanes:
+                self.race.lanes[key].dropped = drop
+        self.race.settled_at = attrs.get(SETTLED)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in self._REBUILT}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        if _restoring_at.get() is not None:
-            self._bind(_restoring_at.get())
+        self._rebuild()
 
-    def _bind(self, run_dir: Path) -> None:
-        """Read and write the study in run_dir's journal from now on (a moved run directory).
-        The storage object is shared by the study and every trial handed out, and it re-reads
-        the whole journal after unpickling."""
-        self._run_dir = Path(run_dir)
-        self._storage._backend = optuna.storages.journal.JournalFileBackend(
-            str(self._run_dir / STUDY_FILE))
+    def save(self, checkpoint_path: str) -> None:
+        """Ray's snapshot of the searcher, at every snapshot of the experiment: its settings;
+        the rest is rebuilt from the study, which is newer than any snapshot."""
+        with open(checkpoint_path, "wb") as file:
+            pickle.dump(self.__getstate__(), file)
+
+    def restore(self, checkpoint_path: str) -> None:
+        run_dir = getattr(self, "_run_dir", None)  # where the run lies now (tuner.pkl's)
+        with open(checkpoint_path, "rb") as file:
+            self.__dict__.update(pickle.load(file))
+        if run_dir is not None:
+            self._run_dir = run_dir
+        self._rebuild()
+
+    # ----- what Ray asks
+
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict,
+                              **spec: Any) -> bool:
+        return True  # the plan has them
 
     def set_max_concurrency(self, max_concurrent: int) -> bool:
         """--max-concurrent, kept here rather than in Ray's ConcurrencyLimiter: the limiter
@@ -134,7 +239,7 @@ class StudySearch(OptunaSearch):
         return True
 
     def saw(self, trial_id: str) -> None:
-        """Ray has this trial: restored from its snapshot, or new (tuning.race calls this)."""
+        """Ray has this trial: restored from its snapshot, or new (tuning.scheduler calls this)."""
         self._seen.add(trial_id)
 
     def _reconcile(self) -> None:
@@ -142,153 +247,159 @@ class StudySearch(OptunaSearch):
         holds as running that Ray does not have was handed out after Ray's last snapshot (or
         after the searcher's, which Ray writes apart) and will never report: it ends FAIL as
         lost_in_crash, and its sample is drawn again."""
+        lost = [ray_id for ray_id in self._live if ray_id not in self._seen]
+        for ray_id in lost:
+            trial = self._live.pop(ray_id)
+            trial.set_user_attr(REASON, LOST)
+            self._study.tell(trial, state=TrialState.FAIL)
+        if lost:  # out of the race too
+            seen = self._seen
+            self._rebuild()
+            self._seen = seen
         self._reconciled = True
-        storage = self._storage
-        for trial in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            ray_id = trial.user_attrs.get("ray_trial_id")
-            if ray_id not in self._seen:
-                storage.set_trial_user_attr(trial._trial_id, "reason", LOST)
-                storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-                self._ot_trials.pop(ray_id, None)
 
-    def _samples(self) -> tuple[int, int]:
-        """(Ray trials the study has, those still running): the study, not Ray's counter, says
-        when the search has its samples, since Ray's snapshots may disagree after a crash."""
-        last = by_ray_trial(self._ot_study)
-        return len(last), sum(t.state == TrialState.RUNNING for t in last.values())
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if not self._reconciled:
+            self._reconcile()
+        handed_out = by_ray_trial(self._study)
+        running = sum(t.state == TrialState.RUNNING for t in handed_out.values())
+        if len(handed_out) >= self.plan.num_samples or self.race.settled_at:
+            return Searcher.FINISHED if not running else None  # wait for the last to end
+        if self._max_concurrent and running >= self._max_concurrent:
+            return None
+        attrs: dict[str, Any] = {}
+        if self.plan.baseline and not handed_out:
+            params, attrs[BASELINE] = dict(self.plan.baseline), True
+        else:
+            value = self.race.next_value()
+            start = self._start(value, handed_out.values())
+            if start is not None:
+                attrs[START], params = start, dict(self.plan.starts[start])
+            else:
+                params = self._propose(value, len(handed_out))
+        self._study.enqueue_trial(params, user_attrs=attrs)
+        trial = self._study.ask()
+        # at once, so that a run cut before the trial ends can be matched with Ray's trials
+        trial.set_user_attr(RAY_TRIAL_ID, trial_id)
+        if START in attrs:
+            self._study.set_user_attr(STARTED, self._study.user_attrs.get(STARTED, 0) + 1)
+        fixed = self._define(trial)
+        config = {**trial.params, **fixed, **({BASELINE: True} if attrs.get(BASELINE) else {})}
+        self._live[trial_id], self._values[trial_id] = trial, {}
+        self.race.add(trial_id, config)
+        return config
+
+    def _start(self, value: Any, handed_out: Any) -> int | None:
+        """The index in STARTS of the first starting config for `value`'s lane that no trial has
+        tried yet (every start in turn where the space compares nothing), else None."""
+        tried = {t.user_attrs.get(START) for t in handed_out}
+        compare = self.plan.compare
+        return next((i for i, params in enumerate(self.plan.starts) if i not in tried
+                     and (compare is None or params.get(compare) == value)), None)
+
+    def _lane_space(self, value: Any) -> dict[str, Any]:
+        if value not in self._spaces:
+            self._spaces[value] = lane_space(self._define, self.plan.compare, value)
+        return self._spaces[value]
+
+    def _propose(self, value: Any, number: int) -> dict[str, Any]:
+        """TPE's proposal for the lane of `value` from its pool's history (tuning.proposals)."""
+        compare, trials = self.plan.compare, list(by_ray_trial(self._study).values()) + self._warm
+        if compare is None:
+            pool = {None: trials}
+        else:
+            mine = self._lane_space(value)
+            pool = {v: [t for t in trials if t.params.get(compare) == v]
+                    for v in self.plan.choices if self._lane_space(v) == mine}
+        startup = startup_trials(self.plan.num_samples, len(self.plan.choices or (None,)),
+                                 len(pool))
+        seed = zlib.crc32(f"{self.plan.seed}:{number}".encode())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return propose(self._define, list(pool.values()), compare, value, self.plan.mode,
+                           seed, startup)
+
+    # ----- what Ray tells
 
     def record_stop(self, trial_id: str, epoch: int) -> None:
-        """ASHA stopped this trial after `epoch` (tuning.race.RaceScheduler calls this)."""
-        self._asha_stops[trial_id] = epoch
+        """A rung stopped this trial after `epoch` (tuning.scheduler.RaceScheduler calls this)."""
+        self._stops[trial_id] = epoch
 
     def ended_at(self, trial_id: str) -> int | None:
         """The last epoch the study recorded for this Ray trial where it holds it as COMPLETE or
         PRUNED (0: none, a trial that diverged at once), else None. Ray's snapshot, taken before
         the trial ended, may still list it as running."""
-        ot_trial = self._ot_trials.get(trial_id)
-        if ot_trial is None:
-            return None
-        stored = self._storage.get_trial(ot_trial._trial_id)
-        return max(stored.intermediate_values, default=0) if stored.state in ENDED else None
-
-    def scores(self) -> list[tuple[str, dict[str, Any], dict[int, float]]]:
-        """(Ray trial id, config, score at each epoch) of every trial the study has, the last
-        study trial of each Ray trial winning; what the ASHA rungs are rebuilt from on resume."""
-        return [(rid, {**t.params, BASELINE: bool(t.user_attrs.get(BASELINE))},
-                 t.intermediate_values) for rid, t in by_ray_trial(self._ot_study).items()]
-
-    def _next_choice(self, trials: list[optuna.trial.FrozenTrial]) -> Any:
-        """The compared value whose turn it is: the one with the fewest trials so far."""
-        counts = {choice: 0 for choice in self._choices or ()}
-        for trial in trials:
-            value = trial.params.get(self._compare)
-            if value in counts:
-                counts[value] += 1
-        return min(counts, key=counts.__getitem__) if counts else None
-
-    def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        if trial_id not in self._ot_trials:
-            if not self._reconciled:
-                self._reconcile()
-            handed_out, running = self._samples()
-            if handed_out >= self._num_samples:  # wait for the last to end, then say so
-                return Searcher.FINISHED if not running else None
-            live = len(self._ot_trials.keys() - self._completed_trials)
-            if self._max_concurrent and live >= self._max_concurrent:
-                return None
-            trials = self._ot_study.get_trials(deepcopy=False)
-            turn = self._next_choice(trials)
-            if self._baseline and not trials:
-                self._ot_study.enqueue_trial(self._baseline, user_attrs={BASELINE: True})
-            elif turn is not None:
-                self._ot_study.enqueue_trial({self._compare: turn})
-        config = super().suggest(trial_id)
-        if isinstance(config, dict):
-            ot_trial = self._ot_trials[trial_id]
-            # at once, so that a run cut before the trial ends can be matched with Ray's trials
-            ot_trial.set_user_attr("ray_trial_id", trial_id)
-            if ot_trial.user_attrs.get(BASELINE):
-                config[BASELINE] = True
-        return config
-
-    def save(self, checkpoint_path: str) -> None:
-        """Ray's snapshot of the searcher (at every snapshot of the experiment), without what
-        restore rebuilds from the study: a trial object for every Ray trial made each snapshot
-        grow with the trials run."""
-        state = {k: v for k, v in self.__dict__.items() if k not in REBUILT}
-        with open(checkpoint_path, "wb") as file:
-            pickle.dump(state, file)
-
-    def restore(self, checkpoint_path: str) -> None:
-        """The sampler's state from the snapshot; which Ray trial is which study trial, and which
-        have ended, from the study: written at once, it is newer than any snapshot (a trial told
-        COMPLETE, PRUNED or FAIL just before a crash is still running in the snapshot)."""
-        run_dir = getattr(self, "_run_dir", None)  # where the run lies now
-        super().restore(checkpoint_path)
-        if run_dir is not None:
-            self._bind(run_dir)
-        handed_out = by_ray_trial(self._ot_study)
-        # snapshots before REBUILT was left out hold the trial objects
-        kept = {ot._trial_id: ot for ot in getattr(self, "_ot_trials", {}).values()}
-        self._ot_trials = {rid: kept.get(t._trial_id) or optuna.trial.Trial(self._ot_study,
-                                                                           t._trial_id)
-                           for rid, t in handed_out.items()}
-        self._completed_trials = {rid for rid, t in handed_out.items()
-                                  if t.state != TrialState.RUNNING}
-        self._seen, self._reconciled = set(), False
+        return self._ended.get(trial_id)
 
     def _retry(self, trial_id: str) -> bool:
-        """An errored trial that --resume runs again under its Ray id becomes a new Optuna trial
+        """An errored trial that --resume runs again under its Ray id becomes a new study trial
         with the same parameters and the values it reported before it failed."""
-        failed = self._ot_study._storage.get_trial(self._ot_trials[trial_id]._trial_id)
-        if failed.state != TrialState.FAIL:
+        failed = by_ray_trial(self._study).get(trial_id)
+        if failed is None or failed.state != TrialState.FAIL:
             return False
-        self._ot_study.enqueue_trial(failed.params, user_attrs={"retry_of": failed.number,
-                                                                "ray_trial_id": trial_id})
-        retry = self._ot_study.ask()
-        self._space(retry)  # suggests the enqueued parameters again, recording their distributions
+        kept = {START: failed.user_attrs[START]} if START in failed.user_attrs else {}
+        self._study.enqueue_trial(failed.params, user_attrs={RETRY_OF: failed.number, **kept})
+        retry = self._study.ask(fixed_distributions=failed.distributions)
+        retry.set_user_attr(RAY_TRIAL_ID, trial_id)
         for step, value in failed.intermediate_values.items():
             retry.report(value, step)
-        self._ot_trials[trial_id] = retry
-        self._completed_trials.discard(trial_id)
+        self._live[trial_id], self._values[trial_id] = retry, dict(failed.intermediate_values)
         return True
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
-        if trial_id not in self._ot_trials:
+        if trial_id not in self._live and not self._retry(trial_id):
             return
-        if trial_id in self._completed_trials and not self._retry(trial_id):
+        value, epoch = result.get(self.metric), int(result["epoch"])
+        if result.get("diverged"):  # the outputs of a model whose loss is NaN score nothing
             return
-        value = result.get(self.metric)
-        if value is not None and math.isfinite(value):
-            self._ot_trials[trial_id].report(value, int(result["epoch"]))
+        if value is not None and math.isfinite(value) and epoch not in self._values[trial_id]:
+            self._live[trial_id].report(value, epoch)
+            self._values[trial_id][epoch] = value
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
                           error: bool = False) -> None:
-        if trial_id not in self._ot_trials:
+        if trial_id not in self._live and not (result and self._retry(trial_id)):
             return
-        if trial_id in self._completed_trials and not (result and self._retry(trial_id)):
-            return
-        ot_trial = self._ot_trials[trial_id]
-        reported = self._ot_study._storage.get_trial(ot_trial._trial_id).intermediate_values
-        if result and result.get("epoch") not in reported:
-            # Ray hands a trial's last result to on_trial_complete only
-            self.on_trial_result(trial_id, result)
-        values = self._ot_study._storage.get_trial(ot_trial._trial_id).intermediate_values
+        if result and not error:
+            self.on_trial_result(trial_id, result)  # Ray hands a trial's last result here only
+        trial, values = self._live.pop(trial_id), self._values[trial_id]
         last = values[max(values)] if values else None
         if error:
             state, value, reason = TrialState.FAIL, None, "errored"
         elif result and result.get("diverged"):
             state, value, reason = TrialState.PRUNED, None, "diverged"
-        elif trial_id in self._asha_stops:
+        elif trial_id in self._stops:
             state, value, reason = TrialState.PRUNED, None, "stopped_by_asha"
         elif result and result.get("epoch", 0) >= result.get("epochs_planned", math.inf):
             state, value, reason = TrialState.COMPLETE, last, "completed"
         else:  # e.g. --max-epochs below the epochs the space planned
             state, value, reason = TrialState.PRUNED, None, "stopped_early"
+        if state == TrialState.COMPLETE and value is None:  # no finite score at its last epoch
+            state, reason = TrialState.PRUNED, "diverged"
         try:
-            ot_trial.set_user_attr("ray_trial_id", trial_id)
-            ot_trial.set_user_attr("reason", reason)
-            self._ot_study.tell(ot_trial, value, state=state)
+            trial.set_user_attr(REASON, reason)
+            self._study.tell(trial, value, state=state)
         except (ValueError, RuntimeError) as err:  # e.g. already told before a resume
             logger.warning("could not record trial %s in the study: %s", trial_id, err)
-        self._completed_trials.add(trial_id)
+        if state in ENDED:
+            self._ended[trial_id] = max(values, default=0)
+        self.race.finish(trial_id, values, reason == "completed")
+        self._judge_race()
+
+    def _judge_race(self) -> None:
+        """After a trial ended: lanes that fell behind drop out, and the search may have
+        settled; both recorded in the study."""
+        handed_out = len(by_ray_trial(self._study))
+        score = Score(self.plan.metric, self.plan.mode)
+        for lane in self.race.update(handed_out):
+            dropped = {**self._study.user_attrs.get(DROPPED, {}), lane.key: lane.dropped}
+            self._study.set_user_attr(DROPPED, dropped)
+            print(f"[search] {lane.key} drops out after trial {handed_out}: "
+                  f"{dropped_because(lane.dropped, score)}", flush=True)
+        if self.plan.settle and SETTLED not in self._study.user_attrs:
+            settled = self.race.settled(handed_out, self.plan.num_samples)
+            if settled:
+                self._study.set_user_attr(SETTLED, settled)
+                print(f"[search] settled after {handed_out} of {self.plan.num_samples} trials: "
+                      f"{settled_because(settled, score)}; the trials running finish "
+                      "(--full-budget runs them all)", flush=True)

@@ -30,7 +30,12 @@ class Settings:
     data_dir: str  # absolute: the trials' working directories are not ours
     val_size: int | None  # None: a sixth of the training split, where the task has no validation split
     smoke_test: bool
-    confirm_seeds: int
+    confirm_seeds: int  # seeds at the confirmation's first look
+    max_seeds: int  # the most it adds seeds to, while its verdict is open
+    margin: float | None  # the equivalence margin in the metric's units (None: the metric's own)
+    equal_shares: bool  # every compared value keeps an equal share of the trials
+    full_budget: bool  # no stop once the search has settled
+    warm_start: str | None  # the run directory whose trials seed TPE
     max_concurrent: int | None
     # of this invocation: a resume may change them
     cpus_per_trial: float
@@ -82,8 +87,20 @@ def parse_args(prog: str, description: str, argv: list[str] | None = None
                                               "time budget, or with errored trials to retry")
     add("--address", help="join a Ray cluster at HOST:PORT or 'auto' (default: $RAY_ADDRESS, else "
                           "start Ray on this machine)")
-    add("--confirm-seeds", type=int, help="runs per confirmed config after the search, the "
-                                          "search's own counting; 0: none (default: 3)")
+    add("--confirm-seeds", type=int, help="runs per confirmed config at the confirmation's first "
+                                          "look, the search's own counting; 0: no confirmation "
+                                          "(default: 3)")
+    add("--max-seeds", type=int, help="runs per confirmed config the confirmation goes up to "
+                                      "while its verdict is open (default: 8)")
+    add("--margin", type=float, help="the gap within which two values are even, in the answer's "
+                                     "units: points for an accuracy (default: 1 point for an "
+                                     "accuracy, else 1%% of the best value)")
+    add("--equal-shares", action="store_true", default=None,
+        help="every compared value keeps an equal share of the trials, also once it is behind")
+    add("--full-budget", action="store_true", default=None,
+        help="run every trial of the budget, also once the answer has settled")
+    add("--warm-start", type=Path, metavar="RUN_DIR",
+        help="start TPE from the trials of an earlier run of the same space")
     add("--final", action="store_true", help="then train the best config on the whole training "
                                              "set and test it")
     add("--smoke-test", action="store_true", default=None,
@@ -95,10 +112,13 @@ def parse_args(prog: str, description: str, argv: list[str] | None = None
 # unless given (the data's folder may move: the data's hash in run.json says whether they are the
 # same); the rest belongs to one command (time budget, address)
 RECORDED = ("num_samples", "max_epochs", "grace_period", "reduction_factor", "seed", "val_size",
-            "smoke_test", "confirm_seeds", "max_concurrent")
+            "smoke_test", "confirm_seeds", "max_seeds", "margin", "equal_shares", "full_budget",
+            "warm_start", "max_concurrent")
 CHANGEABLE = ("cpus_per_trial", "gpus_per_trial", "data_dir")
-DEFAULTS = {"seed": 0, "smoke_test": False, "confirm_seeds": 3, "cpus_per_trial": 1.0}
-SMOKE_TEST = {"num_samples": 4, "max_epochs": 2, "grace_period": 1}  # on 2,000 samples
+DEFAULTS = {"seed": 0, "smoke_test": False, "confirm_seeds": 3, "max_seeds": 8,
+            "equal_shares": False, "full_budget": False, "cpus_per_trial": 1.0}
+SMOKE_TEST = {"num_samples": 4, "max_epochs": 2, "grace_period": 1,
+              "max_seeds": 3}  # on 2,000 samples
 SMOKE_SAMPLES = 2_000
 
 
@@ -113,6 +133,8 @@ def _new(args: argparse.Namespace, space: Space) -> dict[str, Any]:
     values = {**DEFAULTS, **dataclasses.asdict(space.budget), **smoke, **given}  # a flag given wins
     if "grace_period" not in given:
         values["grace_period"] = min(values["grace_period"], values["max_epochs"])
+    if "max_seeds" not in given:
+        values["max_seeds"] = max(values["max_seeds"], values["confirm_seeds"])
     return values
 
 
@@ -157,8 +179,9 @@ def resolve(args: argparse.Namespace, space: Space, record: dict[str, Any] | Non
     from trainables.data import default_data_dir
 
     args = argparse.Namespace(**vars(args))
-    if args.data_dir is not None:  # the trials' working directories are not ours
-        args.data_dir = str(Path(args.data_dir).expanduser().resolve())
+    for key in ("data_dir", "warm_start"):  # the trials' working directories are not ours
+        if getattr(args, key) is not None:
+            setattr(args, key, str(Path(getattr(args, key)).expanduser().resolve()))
     if record is None:
         args.task = task_ref(args, space)
     values = _resumed(args, record, space) if record is not None else _new(args, space)
@@ -206,6 +229,11 @@ def check(s: Settings, space: Space) -> None:
          f"--time-budget must be above 0 seconds, got {s.time_budget}"),
         (s.val_size is None or s.val_size > 0, f"--val-size must be at least 1, got {s.val_size}"),
         (s.confirm_seeds >= 0, f"--confirm-seeds must be 0 or more, got {s.confirm_seeds}"),
+        (s.confirm_seeds != 1, "--confirm-seeds must be 0 (no confirmation) or 2 or more: one "
+                               "run shows no seed noise"),
+        (s.max_seeds >= s.confirm_seeds, f"--max-seeds {s.max_seeds} is below --confirm-seeds "
+                                         f"{s.confirm_seeds}"),
+        (s.margin is None or s.margin > 0, f"--margin must be above 0, got {s.margin}"),
     ]
     for ok, message in checks:
         if not ok:

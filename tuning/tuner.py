@@ -144,8 +144,9 @@ def search_tuner(s: Settings, space: Space, run_dir: Path, trials: Trials, check
 
     from tuning.checkpoints import DropCheckpoints
     from tuning.progress import Progress, asha_epochs
-    from tuning.race import RaceScheduler
-    from tuning.search import StudySearch, restoring_at
+    from tuning.scheduler import RaceScheduler
+    from tuning.search import SearchPlan, StudySearch, restoring_at
+    from tuning.warm import warm_trials
 
     trainable = make_trainable(s, checked.task, data)
     if restore:
@@ -155,14 +156,17 @@ def search_tuner(s: Settings, space: Space, run_dir: Path, trials: Trials, check
     metric = checked.task.metric
     score = Score(f"val_{metric.name}", metric.mode)
     compare = space.compare if checked.choices else None
-    study = StudySearch(s.space, s.max_epochs, run_dir, score.column, score.mode, s.seed,
-                        study_name=run_dir.name, num_samples=s.num_samples, compare=compare,
-                        choices=checked.choices, baseline=checked.baseline)
+    plan = SearchPlan(s.space, s.max_epochs, score.column, score.mode, s.seed, s.num_samples,
+                      s.grace_period, s.reduction_factor, compare=compare,
+                      choices=tuple(checked.choices) if compare else None,
+                      baseline=checked.baseline, starts=checked.starts,
+                      adaptive=not s.equal_shares,
+                      settle=not s.full_budget)
+    study = StudySearch(plan, run_dir, run_dir.name, warm=warm_trials(s.warm_start))
     if s.max_concurrent:
         study.set_max_concurrency(s.max_concurrent)
-    # each compared value races in its own ASHA rungs; the study hears every ASHA stop
-    scheduler = RaceScheduler(compare, score.column, score.mode, s.max_epochs, s.grace_period,
-                              s.reduction_factor, study=study)
+    # each compared value races in its own rungs; the study hears every rung's stop
+    scheduler = RaceScheduler(study)
     return tune.Tuner(
         trainable,
         # the study says when it has its samples (StudySearch.suggest), not Ray's counter
