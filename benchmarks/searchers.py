@@ -1,224 +1,328 @@
-"""Our search against the recipes a user would pick instead: the same space, the same number of
-trials, the same data and the same trainable, over several seeds each.
+"""Our search against the recipes a user would pick instead, on the same space, budget and data,
+many times over: learning curves trained once (benchmarks/tabulate.py) replayed through each
+recipe's real searcher and scheduler in simulated time (benchmarks/replay.py).
 
-    python benchmarks/searchers.py                       # 3 recipes x 3 seeds: ~20 min on 2 cores
-    python benchmarks/searchers.py --seeds 1 --num-samples 4 --max-epochs 2   # a quick look
+    python benchmarks/searchers.py                      # 5 recipes x 20 repetitions, 2 scenarios
+    python benchmarks/searchers.py --repeat 10 --recipes ours equal optuna
 
-The recipes:
-  ours    tuning.tune: TPE (multivariate, grouped, constant liar), the race (each compared value
-          takes turns and is stopped in ASHA rungs of its own) and the task's baseline as trial 0
-  optuna  Ray Tune's documented recipe: OptunaSearch (Optuna's TPE) with ASHAScheduler
-  random  random search (Optuna's RandomSampler through OptunaSearch) with ASHAScheduler
+The recipes, each with 24 trials of up to 12 epochs, 2 at a time:
+  ours     tuning.search.StudySearch and tuning.scheduler.RaceScheduler as a run has them: TPE per
+           lane, the baseline as trial 0, each lane started at the space's STARTS, the adaptive
+           race, the settled stop; then the confirmation's looks (results.verdict) on further
+           seeds of the table (--no-starts: without the starts)
+  full     the same with the full budget (--full-budget): no settled stop
+  equal    the same, every compared value keeping an equal share (--equal-shares) and the full
+           budget (--full-budget): the race before it adapted
+  optuna   Ray Tune's documented recipe: OptunaSearch (Optuna's TPE) with ASHAScheduler
+  random   Optuna's RandomSampler through OptunaSearch, with ASHAScheduler
+  hyperband  Optuna's own TPE and HyperbandPruner, through ask and tell
 
-on benchmarks/fashion_mnist_subset.py (6,000 training and 5,000 validation images), the space's
-trials run 2 at a time on 1 CPU each. Printed per recipe, mean ± sd over the seeds:
-  - the best validation accuracy any epoch reported after 25%, 50% and 100% of E epochs spent,
-    E being the fewest epochs any run spent, so that every recipe is read at the same budget;
-  - the epochs spent until an epoch came within 0.3 points of the best any run found (a run that
-    never did counts as not reaching it);
-  - whether the run's pick of the compared choice (ours: best_config.json; the others: Ray's
-    get_best_result, scope "last") is the truth: the best config found for each choice by any
-    run, trained again over 3 seeds.
+Two scenarios: sgd_vs_adam, whose truth the table holds (each value's best mean final accuracy
+over its seeds); and even, Adam against a copy of itself reading Adam's seeds in another order,
+two values truly even. Printed per recipe: the interquartile mean, with a bootstrap 95% interval, of the
+true accuracy (the table's mean over seeds at epoch 12) of the config the recipe would name at 25%,
+50% and 100% of the budget (the epochs the optuna recipe spends on average), and of the best
+accuracy any epoch reported; how often the value it names is the truth's; how often it names a
+winner where the values are even; and the simulated wall time.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import os
-import statistics
+import math
+import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
+from typing import Any
 
-import optuna
-import pandas as pd
+import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-TASK = ROOT / "benchmarks" / "fashion_mnist_subset.py"
-RECIPES = ("ours", "optuna", "random")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from replay import SCORE, Epoch, Table, replay  # noqa: E402
+
+RECIPES = ("ours", "full", "equal", "optuna", "random", "hyperband")
 SHARES = (0.25, 0.5, 1.0)
-NEAR = 0.003  # "within 0.3 points of the best"
-SCORE = "val_accuracy"
+BUDGET = {"num_samples": 24, "max_epochs": 12, "grace_period": 2, "reduction_factor": 3}
+BASELINE = {"optimizer": "sgd", "lr": 0.001, "momentum": 0.0, "batch_size": 64}
+ADAM_START = {"optimizer": "adam", "lr": 1e-3, "batch_size": 128}
+SCENARIOS = {  # the lanes, trial 0, and each lane's starting config (sgd_vs_adam's STARTS)
+    "sgd_vs_adam": {"lanes": {"sgd": ("sgd", 0), "adam": ("adam", 0)}, "baseline": BASELINE,
+                    "starts": ({"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "batch_size": 128},
+                               ADAM_START)},
+    "even": {"lanes": {"adam": ("adam", 0), "adam2": ("adam", 1)}, "baseline": None,
+             "starts": (ADAM_START, {**ADAM_START, "optimizer": "adam2"})},
+}
+LR = {"sgd": (1e-3, 0.3), "adam": (1e-4, 1e-2), "adam2": (1e-4, 1e-2)}
 
 
-def ours(args: argparse.Namespace, seed: int, storage: Path) -> tuple[pd.DataFrame, object]:
-    """Every epoch our search reported (trial_id, epoch, val_accuracy, timestamp, the compared
-    value) and its pick."""
-    from results.experiment import load_experiment
-    from tuning.run import tune
-
-    tuned = tune(args.space, task=str(TASK), num_samples=args.num_samples,
-                 max_epochs=args.max_epochs, grace_period=args.grace_period,
-                 reduction_factor=args.reduction_factor, seed=seed, confirm_seeds=0,
-                 storage_path=str(storage), name=f"ours-{seed}")
-    experiment = load_experiment(tuned.run_dir)
-    compare = experiment.compare
-    epochs = experiment.history[["trial_id", "epoch", SCORE, "timestamp"]].copy()
-    epochs["config"] = [experiment.params[t] for t in epochs["trial_id"]]
-    return epochs, tuned.best_config[compare]
+def define(values: tuple[str, ...], trial: Any, max_epochs: int = 12) -> dict:
+    """The sgd_vs_adam space over `values` (the even scenario's adam2 is Adam again)."""
+    optimizer = trial.suggest_categorical("optimizer", list(values))
+    trial.suggest_float("lr", *LR[optimizer], log=True)
+    if optimizer == "sgd":
+        trial.suggest_categorical("momentum", [0.0, 0.5, 0.9])
+    trial.suggest_categorical("batch_size", [64, 128, 256])
+    return {"epochs": max_epochs}
 
 
-def stock(args: argparse.Namespace, seed: int, storage: Path, recipe: str, task, data
-          ) -> tuple[pd.DataFrame, object]:
-    """The same, for Ray Tune's OptunaSearch (TPE, or random sampling) with ASHAScheduler, as its
-    documentation sets them up."""
-    from ray import tune
+def ours(table: Table, values: tuple[str, ...], baseline: dict | None, seed: int,
+         adaptive: bool, settle: bool, run_dir: Path, starts: tuple[dict, ...] = ()
+         ) -> tuple[list[Epoch], float, Any]:
+    """Our search replayed: its epochs, wall time and search object."""
+    import search_spaces
+    from search_spaces import Budget, Space
+    from tuning.scheduler import RaceScheduler
+    from tuning.search import SearchPlan, StudySearch
+
+    name = f"bench_{'_'.join(values)}"
+    search_spaces.SPACES[name] = Space(name, "benchmark", "?", "optimizer",
+                                       Budget(**BUDGET), functools.partial(define, values))
+    plan = SearchPlan(name, BUDGET["max_epochs"], SCORE, "max", seed, BUDGET["num_samples"],
+                      BUDGET["grace_period"], BUDGET["reduction_factor"], compare="optimizer",
+                      choices=values, baseline=baseline, starts=starts, adaptive=adaptive,
+                      settle=settle)
+    search = StudySearch(plan, run_dir, "bench")
+    epochs, wall = replay(table, search, RaceScheduler(search), seed_offset=seed)
+    return epochs, wall, search
+
+
+def stock(table: Table, values: tuple[str, ...], seed: int, recipe: str
+          ) -> tuple[list[Epoch], float]:
+    """Ray Tune's OptunaSearch (TPE, or random) with ASHAScheduler, as documented."""
+    import optuna
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    from search_spaces import get_space
-    from trainables.trainable import train_trial
-
-    space = get_space(args.space)
     sampler = (optuna.samplers.RandomSampler(seed=seed) if recipe == "random"
                else optuna.samplers.TPESampler(seed=seed))
-    searcher = OptunaSearch(functools.partial(space.define, max_epochs=args.max_epochs),
-                            metric=SCORE, mode="max", sampler=sampler)
+    searcher = OptunaSearch(functools.partial(define, values), metric=SCORE, mode="max",
+                            sampler=sampler)
+    searcher.set_search_properties(None, None, {})
     scheduler = ASHAScheduler(time_attr="training_iteration", metric=SCORE, mode="max",
-                              max_t=args.max_epochs, grace_period=args.grace_period,
-                              reduction_factor=args.reduction_factor)
-    tuner = tune.Tuner(
-        tune.with_resources(tune.with_parameters(train_trial, task=task, data=data), {"cpu": 1}),
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
-                                    num_samples=args.num_samples),
-        run_config=tune.RunConfig(name=f"{recipe}-{seed}", storage_path=str(storage), verbose=0))
-    results = tuner.fit()
-    rows = []
-    for result in results:
-        frame = result.metrics_dataframe
-        if frame is None or SCORE not in frame:
+                              max_t=BUDGET["max_epochs"], grace_period=BUDGET["grace_period"],
+                              reduction_factor=BUDGET["reduction_factor"])
+    limited = Limit(searcher, BUDGET["num_samples"])
+    return replay(table, limited, scheduler, seed_offset=seed)
+
+
+class Limit:
+    """num_samples for a searcher that Tune would otherwise ask for ever."""
+
+    def __init__(self, searcher: Any, n: int) -> None:
+        self.searcher, self.left = searcher, n
+
+    def suggest(self, trial_id: str) -> Any:
+        if self.left <= 0:
+            return "FINISHED"
+        self.left -= 1
+        return self.searcher.suggest(trial_id)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.searcher, name)
+
+
+def hyperband(table: Table, values: tuple[str, ...], seed: int) -> tuple[list[Epoch], float]:
+    """Optuna's own TPE and HyperbandPruner through ask and tell, two trials at a time."""
+    import heapq
+
+    import optuna
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
+                                pruner=optuna.pruners.HyperbandPruner(
+                                    min_resource=BUDGET["grace_period"],
+                                    max_resource=BUDGET["max_epochs"],
+                                    reduction_factor=BUDGET["reduction_factor"]))
+    events, epochs, now, made, live = [], [], 0.0, 0, {}
+    while True:
+        while len(live) < 2 and made < BUDGET["num_samples"]:
+            trial = study.ask()
+            fixed = define(values, trial)
+            config = {**trial.params, **fixed}
+            scores, seconds = table.curve(config, seed)
+            live[trial.number] = (trial, config, scores, seconds)
+            heapq.heappush(events, (now + seconds[0], trial.number, 1))
+            made += 1
+        if not events:
+            return epochs, now
+        now, number, epoch = heapq.heappop(events)
+        trial, config, scores, seconds = live[number]
+        epochs.append(Epoch(str(number), epoch, float(scores[epoch - 1]), now, config))
+        trial.report(float(scores[epoch - 1]), epoch)
+        if trial.should_prune():
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        elif epoch >= BUDGET["max_epochs"]:
+            study.tell(trial, float(scores[epoch - 1]))
+        else:
+            heapq.heappush(events, (now + seconds[epoch], number, epoch + 1))
             continue
-        for _, row in frame.iterrows():
-            rows.append({"trial_id": result.metrics["trial_id"], "epoch": row["epoch"],
-                         SCORE: row[SCORE], "timestamp": row["timestamp"],
-                         "config": result.config})
-    return pd.DataFrame(rows), results.get_best_result(SCORE, "max", scope="last").config[space.compare]
+        del live[number]
 
 
-def anytime(epochs: pd.DataFrame) -> pd.Series:
-    """The best validation accuracy reported so far, indexed by the epochs spent (1, 2, ...)."""
-    ordered = epochs.sort_values(["timestamp", "trial_id", "epoch"], kind="stable")
-    best = ordered[SCORE].cummax().reset_index(drop=True)
-    best.index += 1
-    return best
+def incumbents(epochs: list[Epoch]) -> list[tuple[int, dict]]:
+    """After each epoch reported (1, 2, ...): the config the recipe would name then, the trial
+    whose last reported score is best (Ray's get_best_result, scope "last")."""
+    last: dict[str, tuple[int, float, dict]] = {}
+    out, best = [], None
+    for n, e in enumerate(epochs, 1):
+        last[e.trial_id] = (e.epoch, e.score, e.config)
+        if best is None or e.trial_id == best or e.score > last[best][1]:
+            best = max(last, key=lambda t: last[t][1])
+        out.append((n, last[best][2]))
+    return out
 
 
-def truth(runs: list[dict], compare: str, task, data, storage: Path, seeds: int = 3
-          ) -> dict[object, list[float]]:
-    """For each compared value, the config of the best trial any run found that ran every
-    epoch, trained again over `seeds` seeds: {value: final validation accuracies}."""
-    from ray import tune
+def confirm(table: Table, search: Any, seed: int, epochs: list[Epoch]
+            ) -> tuple[Any, str, int, float]:
+    """Our confirmation on the table's further seeds: each lane's best trial that ran its 12
+    epochs, a look at a time (results.verdict); (the value named best, the verdict, runs trained,
+    their simulated seconds at 2 at a time)."""
+    from results import verdict
 
-    from trainables.trainable import train_trial
+    finals: dict[str, tuple[float, dict]] = {}
+    for e in epochs:
+        if e.epoch == BUDGET["max_epochs"] and not e.config.get("baseline"):
+            finals[e.trial_id] = (e.score, e.config)
+    best: dict[Any, tuple[float, dict]] = {}
+    for score, config in finals.values():
+        value = config["optimizer"]
+        if value not in best or score > best[value][0]:
+            best[value] = (score, config)
+    if not best:
+        return None, "none", 0, 0.0
+    runs = {v: [s] for v, (s, _) in best.items()}
+    trained, seconds = 0, 0.0
+    looks = verdict.looks(3, 8)
+    for look in looks:
+        ordered = sorted(runs, key=lambda v: -np.mean(runs[v]))
+        if len(ordered) < 2:
+            return ordered[0], "only", trained, seconds
+        for v in ordered[:2]:
+            while len(runs[v]) < look:
+                scores, secs = table.curve(best[v][1], seed + len(runs[v]))
+                runs[v].append(float(scores[-1]))
+                trained, seconds = trained + 1, seconds + float(np.sum(secs)) / 2
+        ordered = sorted(runs, key=lambda v: -np.mean(runs[v]))
+        found = verdict.gap(np.array(runs[ordered[0]]), np.array(runs[ordered[1]]), True, 0.01,
+                            looks)
+        if found.decided:
+            break
+    return ordered[0], found.verdict, trained, seconds
 
-    finished = pd.concat([run["epochs"] for run in runs], ignore_index=True)
-    last = finished.sort_values("epoch").groupby("trial_id", sort=False).tail(1)
-    last = last[last["epoch"] == last["epoch"].max()]
-    last = last.assign(value=[c[compare] for c in last["config"]])
-    configs = []
-    for value, rows in last.groupby("value", sort=False):
-        best = rows.loc[rows[SCORE].idxmax(), "config"]
-        keep = {k: v for k, v in best.items() if not isinstance(v, float) or v == v}
-        configs += [{**keep, "seed": seed, "baseline": False} for seed in range(seeds)]
 
-    def retrain(config: dict, task, data) -> None:
-        train_trial(config["train"], task, data)
-
-    tuner = tune.Tuner(
-        tune.with_resources(tune.with_parameters(retrain, task=task, data=data), {"cpu": 1}),
-        param_space={"train": tune.grid_search(configs)},
-        run_config=tune.RunConfig(name="truth", storage_path=str(storage), verbose=0))
-    found: dict[object, list[float]] = {}
-    for result in tuner.fit():
-        found.setdefault(result.config["train"][compare], []).append(result.metrics[SCORE])
-    return found
+def iqm(values: list[float]) -> float:
+    x = np.sort(np.asarray(values, float))
+    cut = len(x) // 4
+    return float(np.mean(x[cut:len(x) - cut] if len(x) >= 4 else x))
 
 
-def spread(values: list[float], scale: float = 100, digits: int = 1) -> str:
-    if not values:
-        return "-"
-    sd = statistics.stdev(values) * scale if len(values) > 1 else 0.0
-    return f"{statistics.mean(values) * scale:.{digits}f} ± {sd:.{digits}f}"
+def bootstrap(values: list[float], draws: int = 2000, seed: int = 0) -> tuple[float, float]:
+    rng = np.random.default_rng(seed)
+    x = np.asarray(values, float)
+    stats = [iqm(rng.choice(x, len(x))) for _ in range(draws)]
+    return float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))
+
+
+def run_recipe(recipe: str, table: Table, scenario: dict, seed: int, starts: bool = True
+               ) -> dict[str, Any]:
+    values = tuple(scenario["lanes"])
+    start = time.perf_counter()
+    search = None
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if recipe in ("ours", "full", "equal"):
+            epochs, wall, search = ours(table, values, scenario["baseline"], seed,
+                                        recipe != "equal", recipe == "ours", Path(tmp),
+                                        scenario["starts"] if starts else ())
+        elif recipe == "hyperband":
+            epochs, wall = hyperband(table, values, seed)
+        else:
+            epochs, wall = stock(table, values, seed, recipe)
+        if search is not None:
+            pick, said, runs, extra = confirm(table, search, seed, epochs)
+            dropped = [k for k, lane in search.race.lanes.items() if lane.dropped]
+            settled = search.race.settled_at
+        else:
+            pick, said, runs, extra = incumbents(epochs)[-1][1]["optimizer"], "best trial", 0, 0.0
+            dropped, settled = [], None
+    return {"recipe": recipe, "seed": seed, "epochs": epochs, "wall": wall, "pick": pick,
+            "verdict": said, "confirm_runs": runs, "confirm_seconds": extra, "dropped": dropped,
+            "settled": settled, "cpu": time.perf_counter() - start}
+
+
+def report(name: str, table: Table, runs: list[dict], recipes: list[str]) -> None:
+    truth = {v: table.best(v) for v in SCENARIOS[name]["lanes"]}
+    right = max(truth, key=truth.get)
+    even = name == "even"
+    budget = int(np.mean([len(r["epochs"]) for r in runs if r["recipe"] == "optuna"] or
+                         [len(r["epochs"]) for r in runs]))
+    print(f"\n{name}: truth " + ", ".join(f"{v} {100 * t:.2f}%" for v, t in truth.items())
+          + f"; budget E = {budget} epochs (the optuna recipe's mean); {len(runs) // len(recipes)}"
+          " repetitions a recipe")
+    head = (f"{'recipe':10}" + "".join(f"{'true @' + format(s, '.0%') + ' E':>22}" for s in SHARES)
+            + f"{'observed @100% E':>22}{'right':>7}{'winner' if even else 'named':>8}"
+            f"{'epochs':>8}{'wall s':>8}{'+confirm':>9}")
+    print(head)
+    for recipe in recipes:
+        mine = [r for r in runs if r["recipe"] == recipe]
+        cells = []
+        for share in SHARES:
+            at = max(1, int(share * budget))
+            values = []
+            for r in mine:
+                chosen = incumbents(r["epochs"])
+                config = chosen[min(at, len(chosen)) - 1][1]
+                values.append(100 * table.truth(config))
+            lo, hi = bootstrap(values)
+            cells.append(f"{iqm(values):.2f} [{lo:.2f}, {hi:.2f}]")
+        observed = [100 * max(e.score for e in r["epochs"][:budget]) for r in mine]
+        lo, hi = bootstrap(observed)
+        cells.append(f"{iqm(observed):.2f} [{lo:.2f}, {hi:.2f}]")
+        picks = sum(r["pick"] == right for r in mine)
+        named = sum(r["verdict"] in ("better", "best trial", "only") for r in mine)
+        wall = np.median([r["wall"] for r in mine])
+        extra = np.median([r["confirm_seconds"] for r in mine])
+        print(f"{recipe:10}" + "".join(f"{c:>22}" for c in cells) + f"{picks:>4}/{len(mine)}"
+              f"{named:>5}/{len(mine)}{np.median([len(r['epochs']) for r in mine]):>8.0f}"
+              f"{wall:>8.0f}{extra:>9.0f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--space", default="sgd_vs_adam", help="a space that compares a choice")
-    parser.add_argument("--seeds", type=int, default=3, help="runs per recipe (default: 3)")
-    parser.add_argument("--num-samples", type=int, default=24)
-    parser.add_argument("--max-epochs", type=int, default=12)
-    parser.add_argument("--grace-period", type=int, default=2)
-    parser.add_argument("--reduction-factor", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=20, help="repetitions a recipe (default: 20)")
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=RECIPES)
+    parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=list(SCENARIOS))
+    parser.add_argument("--table", type=Path, default=None, help="the curves (default: the "
+                                                                  "committed table)")
+    parser.add_argument("--startup", type=int, default=None,
+                        help="random start-up trials of each lane's TPE (default: as a run sizes "
+                             "them, tuning.proposals.startup_trials)")
+    parser.add_argument("--no-starts", action="store_true",
+                        help="our recipes without the space's starting configs (STARTS)")
     args = parser.parse_args()
+    if args.startup is not None:
+        import tuning.proposals
 
-    import ray
+        tuning.proposals.STARTUP_MIN = tuning.proposals.STARTUP_MAX = args.startup
+    import optuna
 
-    from search_spaces import get_space
-    from trainables.data import default_data_dir, for_tuning
-    from trainables.task import load_task
-    from trainables.trainable import TrialData
-    from tuning.run import quiet
-
-    compare = get_space(args.space).compare
-    if compare is None:
-        parser.error(f"space {args.space} compares nothing; the picks need a compared choice")
-    task = load_task(str(TASK))
-    data_dir = default_data_dir()
-    data = TrialData(for_tuning(task.splits(data_dir), None), str(data_dir), None, None)
-    quiet(None)
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-    runs = []
-    with tempfile.TemporaryDirectory() as storage:
-        for seed in range(args.seeds):
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    for name in args.scenarios:
+        kwargs = {"lanes": SCENARIOS[name]["lanes"]}
+        table = Table(args.table, **kwargs) if args.table else Table(lanes=kwargs["lanes"])
+        runs = []
+        for seed in range(args.repeat):
             for recipe in args.recipes:
-                start = time.perf_counter()
-                if recipe == "ours":
-                    epochs, pick = ours(args, seed, Path(storage))
-                else:
-                    epochs, pick = stock(args, seed, Path(storage), recipe, task, data)
-                runs.append({"recipe": recipe, "seed": seed, "epochs": epochs, "pick": pick,
-                             "seconds": time.perf_counter() - start})
-                print(f"{recipe} seed {seed}: {len(epochs)} epochs, best "
-                      f"{100 * epochs[SCORE].max():.2f}%, picks {pick}, "
-                      f"{runs[-1]['seconds']:.0f} s", flush=True)
-        confirmed = truth(runs, compare, task, data, Path(storage))
-    ray.shutdown()
-    report(args, runs, confirmed)
-
-
-def report(args: argparse.Namespace, runs: list[dict], confirmed: dict) -> None:
-    from scipy.stats import ttest_ind
-
-    curves = [anytime(run["epochs"]) for run in runs]
-    budget = min(len(c) for c in curves)
-    best = max(c.iloc[-1] for c in curves)
-    ranked = sorted(confirmed, key=lambda v: statistics.mean(confirmed[v]), reverse=True)
-    right = ranked[0]
-    p = (ttest_ind(confirmed[ranked[0]], confirmed[ranked[1]], equal_var=False).pvalue
-         if len(ranked) > 1 else float("nan"))
-    print(f"\n{args.space}, {args.num_samples} trials of up to {args.max_epochs} epochs (ASHA grace "
-          f"{args.grace_period}, reduction {args.reduction_factor}), {args.seeds} seeds per recipe;"
-          f" E = {budget} epochs, the fewest any run spent; best found by any run "
-          f"{100 * best:.2f}%")
-    print("truth: " + ", ".join(f"{v} {spread(confirmed[v])}% over {len(confirmed[v])} seeds"
-                                for v in ranked) + f" (Welch's p = {p:.2g})")
-    header = (f"{'recipe':8} {'best @25% E':>13} {'@50% E':>13} {'@100% E':>13} "
-              f"{'epochs to best-0.3':>19} {'reached':>8} {'picks ' + str(right):>12} "
-              f"{'epochs spent':>13} {'wall s':>9}")
-    print(header)
-    for recipe in args.recipes:
-        mine = [(run, curve) for run, curve in zip(runs, curves) if run["recipe"] == recipe]
-        at = [spread([curve.iloc[max(1, int(share * budget)) - 1] for _, curve in mine])
-              for share in SHARES]
-        reach = [int((curve >= best - NEAR).idxmax()) for _, curve in mine
-                 if (curve >= best - NEAR).any()]
-        picks = sum(run["pick"] == right for run, _ in mine)
-        print(f"{recipe:8} {at[0]:>13} {at[1]:>13} {at[2]:>13} "
-              f"{spread(reach, scale=1, digits=0):>19} {len(reach):>4} of {len(mine)} "
-              f"{picks:>7} of {len(mine)} {spread([len(c) for _, c in mine], 1, 0):>13} "
-              f"{spread([run['seconds'] for run, _ in mine], 1, 0):>9}")
+                runs.append(run_recipe(recipe, table, SCENARIOS[name], seed, not args.no_starts))
+                r = runs[-1]
+                print(f"  {name} {recipe} seed {seed}: {len(r['epochs'])} epochs, picks "
+                      f"{r['pick']} ({r['verdict']}), dropped {r['dropped']}, settled "
+                      f"{bool(r['settled'])}, {r['cpu']:.1f} s", flush=True)
+        report(name, table, runs, args.recipes)
 
 
 if __name__ == "__main__":
