@@ -13,7 +13,7 @@ steers away from them). A proposal is a pure function of the history and the see
 draws what an uninterrupted one would.
 
 The first proposals of a pool of lanes are random (TPE's start-up), as many as `startup_trials`
-sizes to the trials the pool is expected to get.
+sizes to the trials the pool is expected to get and the hyperparameters its lanes tune.
 """
 
 from __future__ import annotations
@@ -31,12 +31,13 @@ STARTUP_SHARE, STARTUP_MIN, STARTUP_MAX = 0.25, 2, 10  # random start-up trials 
 PROBES = 64  # random trials of the space per lane, to learn the lane's distributions
 
 
-def startup_trials(budget: int, lanes: int, pooled: int) -> int:
-    """Random trials before TPE takes over in a pool of `pooled` lanes sharing their history,
-    out of `lanes`: STARTUP_SHARE of the trials the pool expects from a `budget` of trials, within
-    [STARTUP_MIN, STARTUP_MAX] (Optuna's default is 10 for the whole study)."""
+def startup_trials(budget: int, lanes: int, pooled: int, tuned: int = 0) -> int:
+    """Trials before TPE takes over in a pool of `pooled` lanes sharing their history, out of
+    `lanes`: STARTUP_SHARE of the trials the pool expects from a `budget` of trials, and at least
+    one a hyperparameter the lanes tune (`tuned`), within [STARTUP_MIN, STARTUP_MAX] (Optuna's
+    default is 10 for the whole study)."""
     expected = budget * pooled / max(1, lanes)
-    return max(STARTUP_MIN, min(STARTUP_MAX, round(STARTUP_SHARE * expected)))
+    return max(STARTUP_MIN, min(STARTUP_MAX, max(tuned, round(STARTUP_SHARE * expected))))
 
 
 def lane_space(define: Callable[[optuna.Trial], Any], compare: str | None, value: Any

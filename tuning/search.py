@@ -312,7 +312,7 @@ class StudySearch(Searcher):
             pool = {v: [t for t in trials if t.params.get(compare) == v]
                     for v in self.plan.choices if self._lane_space(v) == mine}
         startup = startup_trials(self.plan.num_samples, len(self.plan.choices or (None,)),
-                                 len(pool))
+                                 len(pool), len(self._lane_space(value)))
         seed = zlib.crc32(f"{self.plan.seed}:{number}".encode())
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
