@@ -2,7 +2,7 @@
 many times over: learning curves trained once (benchmarks/tabulate.py) replayed through each
 recipe's real searcher and scheduler in simulated time (benchmarks/replay.py).
 
-    python benchmarks/searchers.py                      # 5 recipes x 20 repetitions, 2 scenarios
+    python benchmarks/searchers.py                      # 6 recipes x 40 repetitions, 2 scenarios
     python benchmarks/searchers.py --repeat 10 --recipes ours equal optuna
 
 The recipes, each with 24 trials of up to 12 epochs, 2 at a time:
@@ -293,7 +293,7 @@ def report(name: str, table: Table, runs: list[dict], recipes: list[str]) -> Non
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=20, help="repetitions a recipe (default: 20)")
+    parser.add_argument("--repeat", type=int, default=40, help="repetitions a recipe (default: 40)")
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=RECIPES)
     parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=list(SCENARIOS))
     parser.add_argument("--table", type=Path, default=None, help="the curves (default: the "
