@@ -39,7 +39,7 @@ from tuning.search import LOST, by_ray_trial, study_storage
 NUM_SAMPLES = 32
 SEARCH = ["--space", "sgd_vs_adam", "--num-samples", str(NUM_SAMPLES), "--max-epochs", "8",
           "--grace-period", "2", "--reduction-factor", "2", "--confirm-seeds", "0",
-          "--val-size", "1000"]
+          "--val-size", "1000", "--full-budget"]  # every trial, for every kill to land on
 
 
 def write_subset(directory: Path, train: int = 10_000, test: int = 1_000) -> None:

@@ -107,7 +107,7 @@ def drive(args: argparse.Namespace) -> None:
                     memory[mark] = rss_mb()
 
     threading.Thread(target=sample, daemon=True).start()
-    tuned = tune(str(TASK), num_samples=args.trials, confirm_seeds=0, seed=0,
+    tuned = tune(str(TASK), num_samples=args.trials, confirm_seeds=0, seed=0, full_budget=True,
                  storage_path=str(args.storage), name="many")
     done.set()
     run = json.loads((tuned.run_dir / "run.json").read_text())

@@ -41,7 +41,7 @@ def one_run(work: Path, name: str, args: argparse.Namespace, lose: bool) -> dict
         env = {**os.environ, "PYTHONPATH": str(ROOT), "SLEEPY_EPOCH_SECONDS": "1"}
         command = [sys.executable, "-m", "tuning.run", "--space",
                    str(ROOT / "benchmarks" / "sleepy_task.py"), "--num-samples", str(args.trials),
-                   "--max-epochs", "6", "--grace-period", "2", "--confirm-seeds", "0",
+                   "--max-epochs", "6", "--grace-period", "2", "--confirm-seeds", "0", "--full-budget",
                    "--address", cluster.address, "--storage-path", str(work), "--name", name]
         started = time.perf_counter()
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import math
 import sys
 import tempfile
 import time

@@ -7,8 +7,8 @@ benchmarks/fashion_mnist_subset.py (6,000 training and 5,000 validation images).
 
 The grid: SGD at 16 learning rates log-spaced over [1e-3, 0.3], momentum 0, 0.5 or 0.9; Adam at
 13 over [1e-4, 1e-2]; batch 64, 128 or 256 for both: the sgd_vs_adam space's ranges. SGD has 8
-seeds a config and Adam 16, so that a replay can split Adam's seeds in two halves and race two
-lanes that are truly even. One row per config, seed and epoch: optimizer, lr, momentum,
+seeds a config and Adam 16, so that a replay can race Adam against itself reading the same 16
+seeds in another order: two lanes that are truly even. One row per config, seed and epoch: optimizer, lr, momentum,
 batch_size, seed, epoch, val_accuracy, val_loss, train_loss, seconds.
 """
 

@@ -238,7 +238,7 @@ def answer(experiment: Experiment, board: pd.DataFrame, table: pd.DataFrame | No
     table = table if table is not None else pd.DataFrame(columns=["status"])
     found = stats(table, experiment.compare, score)
     lanes = _lanes(experiment, board)
-    if len(found) and found["seeds"].min() >= 2:
+    if len(found) and found["seeds"].max() >= 2:  # confirmation ran, though some runs failed
         judged = verdicts(table, found, experiment.compare, score,
                           margin_of(experiment.run, score, float(found["mean"].iloc[0])),
                           looks_of(experiment.run))
@@ -268,8 +268,8 @@ def _search(experiment: Experiment, board: pd.DataFrame) -> str:
                      f"{settled_because(settled, experiment.score)}{saved} (--full-budget runs "
                      "them all).")
     if record.get("starts"):
-        parts.append(f"{trials(record['starts']).capitalize()} began from the space's starting "
-                     "configs (STARTS), one a value.")
+        parts.append(f"{trials(record['starts'])} began from the space's starting configs "
+                     f"(STARTS){', one a value' if compare else ''}.")
     if record.get("warm_start"):
         parts.append(f"TPE started from {trials(record['warm_start'])} of an earlier run "
                      f"({run.get('warm_start')}).")

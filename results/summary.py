@@ -8,7 +8,6 @@ import html
 import json
 import math
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 

@@ -8,7 +8,6 @@ import json
 import math
 
 import pandas as pd
-import pytest
 from optuna.trial import TrialState
 
 from results import report
@@ -117,3 +116,17 @@ def test_the_leaderboard_ranks_no_diverged_trial_above_a_scored_one(tmp_path):
     board = leaderboard(load_experiment(run_dir))
     assert board.iloc[0]["trial_id"] == "abcde_00003"
     assert board.iloc[1:]["val_accuracy"].isna().all()
+
+
+def test_a_config_whose_confirmation_runs_all_failed_is_not_called_confirmed(tmp_path):
+    """Adam confirmed over 3 seeds, none of SGD's further runs written (all lost): the answer is
+    confirmation's, says Adam alone was confirmed, not "Not confirmed over seeds", and has no
+    "nan" in it."""
+    from test_results import write_confirmation
+
+    run_dir = make_run_dir(tmp_path / "run", confirm_seeds=3, max_seeds=3)
+    write_confirmation(run_dir, {"abcde_00000": [(1, 0.86), (2, 0.85)]})
+    first = report.write_reports(run_dir)["summary"].read_text().splitlines()[0]
+    assert not first.startswith("Not confirmed"), first
+    assert first.startswith("Only Adam was confirmed: ") and "over 3 seeds for Adam" in first, first
+    assert "nan" not in first.lower(), first

@@ -407,13 +407,13 @@ def test_a_slow_starter_that_ends_as_high_is_kept(delay):
 
 
 def test_a_search_whose_best_stops_rising_settles_before_its_budget():
-    """Random configs around a plateau: most searches settle after a third of their 24 trials or
-    more, well before the last, and train fewer epochs than the full budget."""
+    """Random configs around a plateau: most searches settle once half their 24 trials have
+    ended, well before the last, and train fewer epochs than the full budget."""
     from simulated import simulate_race
 
     _, _, settled = race_rates(100, tops={"a": 0.90, "b": 0.90})
     assert sum(s is not None for s in settled) / 100 > 0.9
-    assert all(s is None or s >= 8 for s in settled), settled
+    assert all(s is None or s >= 12 for s in settled), settled
     assert np.median([s for s in settled if s]) <= 16
     rng = np.random.default_rng(0)
     full = np.mean([simulate_race(rng, tops={"a": 0.90, "b": 0.90}, settle=False).epochs
@@ -427,3 +427,43 @@ def test_a_search_that_keeps_finding_better_configs_does_not_settle():
     """Each lane's configs rise by a point with every trial: few searches settle early."""
     _, _, settled = race_rates(100, tops={"a": 0.80, "b": 0.80}, improve=0.01, spread=0.005)
     assert sum(s is not None for s in settled) / 100 < 0.1, settled
+
+
+def test_a_trial_that_errored_and_ran_again_counts_when_it_completes():
+    """An errored trial ends without a final score; Ray's retry (or --resume) runs it again under
+    the same id, and when that run completes its final score is the lane's."""
+    race = Race("optimizer", ["sgd", "adam"], "max", 4, 1, 2)
+    race.add("t0", {"optimizer": "adam", "epochs": 4})
+    race.finish("t0", {1: 0.5}, completed=False)
+    assert race.racing("t0").finals == {}
+    race.rerun("t0")
+    race.finish("t0", {1: 0.5, 2: 0.6, 3: 0.7, 4: 0.8}, completed=True)
+    assert race.racing("t0").finals == {"t0": 0.8}
+
+
+def test_a_confirmation_run_tune_ended_without_a_word_is_told_to_the_searcher():
+    """A run that Tune ended ERROR without telling the searcher (Ray 2.60, an actor it could not
+    reset): the confirmation's scheduler tells the searcher as Tune tells a failed trial, so that
+    the looks go on instead of waiting for it for ever."""
+    from tuning.scheduler import HearsErrors
+
+    class Searcher:
+        told = []
+
+        def on_trial_complete(self, trial_id, result=None, error=False):
+            self.told.append((trial_id, error))
+
+    class Controller:
+        def get_trials(self):
+            return []
+
+    searcher = Searcher()
+    scheduler = HearsErrors(searcher)
+    run = FakeTrial("c0", {"seed": 1}, status="RUNNING")
+    scheduler.on_trial_add(Controller(), run)
+    scheduler.choose_trial_to_run(Controller())
+    assert searcher.told == []
+    run.status = "ERROR"
+    scheduler.choose_trial_to_run(Controller())
+    scheduler.choose_trial_to_run(Controller())
+    assert searcher.told == [("c0", True)]

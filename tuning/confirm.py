@@ -146,13 +146,15 @@ def build_confirmation(runs: Trials, trainable: Any, searcher: Looks, resume: bo
     from ray import tune
 
     from tuning.checkpoints import DropCheckpoints
+    from tuning.scheduler import HearsErrors
 
     if resume and tune.Tuner.can_restore(**runs.restore_args()):
         return tune.Tuner.restore(**runs.restore_args(), trainable=trainable,
                                   resume_unfinished=True, resume_errored=True)
     return tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1, reuse_actors=True,
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=HearsErrors(searcher),
+                                    num_samples=-1, reuse_actors=True,
                                     trial_dirname_creator=trial_dirname),
         run_config=tune.RunConfig(
             **runs.run_config(),

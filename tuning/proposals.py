@@ -8,9 +8,10 @@ other lane whose space is the same (a space comparing training lengths or batch 
 good for one lane is likely good for the next). Their scores are not comparable across lanes (a
 5-epoch trial scores below a 30-epoch one), so each trial enters with its rank within its own lane,
 ordered as TPE orders a study's trials: those that ran their course by score, then those stopped
-early, deeper first, then by score; trials still running enter as running (TPE's constant liar
-steers away from them). A proposal is a pure function of the history and the seed: a resumed run
-draws what an uninterrupted one would.
+early, deeper first, then by score; a trial still running that has reported an epoch is ranked
+as one stopped there, and one that has not enters as running (TPE's constant liar steers away from
+it). A proposal is a pure function of that history and the seed: a resumed run whose study holds
+the same history draws what an uninterrupted one would.
 
 The first proposals of a pool of lanes are random (TPE's start-up), as many as `startup_trials`
 sizes to the trials the pool is expected to get and the hyperparameters its lanes tune.

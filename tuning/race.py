@@ -188,6 +188,11 @@ class Race:
         racing.best.append(max(racing.finals.values(), default=-math.inf))
         racing.first.append(max(racing.level(0).values(), default=-math.inf))
 
+    def rerun(self, trial_id: str) -> None:
+        """A trial that errored runs again (Ray's retry, or --resume): its next end is heard."""
+        if trial_id in self.ended:
+            self.ended.remove(trial_id)
+
     def contenders(self) -> list[Lane]:
         return [lane for lane in self.lanes.values() if lane.dropped is None]
 

@@ -15,7 +15,46 @@ if TYPE_CHECKING:
     from tuning.search import StudySearch
 
 
-class RaceScheduler(FIFOScheduler):
+class HearsErrors(FIFOScheduler):
+    """First in, first out; and a trial that Tune ended ERROR without telling the scheduler or
+    the searcher is told to `searcher` as Tune tells a trial that failed. Ray 2.60 ends a trial
+    so when an actor it reuses cannot be reset in time (TuneController._on_trial_reset,
+    TUNE_FUNCTION_THREAD_TIMEOUT_S): the searcher would wait for it for ever."""
+
+    def __init__(self, searcher: Any = None) -> None:
+        super().__init__()
+        self._searcher = searcher
+        self._live: dict[str, Any] = {}  # trial id -> the Ray trial, not ended yet
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        if trial.status not in ("TERMINATED", "ERROR"):
+            self._live[trial.trial_id] = trial
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Any:
+        self._hear_unreported_errors()
+        return super().choose_trial_to_run(tune_controller)
+
+    def _forget(self, trial_id: str) -> None:
+        self._live.pop(trial_id, None)
+
+    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> None:
+        self._forget(trial.trial_id)
+
+    def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
+        self._forget(trial.trial_id)
+
+    def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
+        self._forget(trial.trial_id)
+
+    def _hear_unreported_errors(self) -> None:
+        for trial_id, trial in list(self._live.items()):
+            if trial.status == "ERROR":
+                self._forget(trial_id)
+                if self._searcher is not None:
+                    self._searcher.on_trial_complete(trial_id, error=True)
+
+
+class RaceScheduler(HearsErrors):
     """The race as Ray Tune's scheduler: trials run first in, first out; each result is judged by
     its lane's rungs (Race.judge). `search` (the run's StudySearch) holds the race, hears each
     trial a rung stops before its planned end, so that it can tell it from one that ran its
@@ -24,11 +63,10 @@ class RaceScheduler(FIFOScheduler):
 
     def __init__(self, search: StudySearch | None = None, race: Race | None = None,
                  metric: str | None = None) -> None:
-        super().__init__()
+        super().__init__(search)
         self._search, self._race = search, race
         self._score = metric or search.metric  # the column each epoch is judged by
         self._catching_up: dict[str, int] = {}  # ended trial id -> the study's last epoch
-        self._live: dict[str, Any] = {}  # trial id -> the Ray trial, not ended yet
 
     @property
     def race(self) -> Race:
@@ -37,8 +75,7 @@ class RaceScheduler(FIFOScheduler):
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
         follow_moved_run(getattr(tune_controller, "search_alg", None), trial)
-        if trial.status not in ("TERMINATED", "ERROR"):
-            self._live[trial.trial_id] = trial
+        super().on_trial_add(tune_controller, trial)
         if self._search is not None:
             self._search.saw(trial.trial_id)
         self.race.add(trial.trial_id, trial.config)
@@ -78,29 +115,6 @@ class RaceScheduler(FIFOScheduler):
         if epoch < planned and self._search is not None:
             self._search.record_stop(trial.trial_id, int(epoch))
         return TrialScheduler.STOP
-
-    def _forget(self, trial_id: str) -> None:
-        self._live.pop(trial_id, None)
-
-    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> None:
-        self._forget(trial.trial_id)
-
-    def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
-        self._forget(trial.trial_id)
-
-    def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
-        self._forget(trial.trial_id)
-
-    def _hear_unreported_errors(self) -> None:
-        """A trial that Tune ended ERROR without telling the scheduler or the searcher: Ray 2.60
-        does so when an actor it reuses cannot be reset in time (TuneController._on_trial_reset,
-        TUNE_FUNCTION_THREAD_TIMEOUT_S), and the study would hold the trial running for ever, the
-        search never ending. It is told here as Tune tells a trial that failed."""
-        for trial_id, trial in list(self._live.items()):
-            if trial.status == "ERROR":
-                self._forget(trial_id)
-                if self._search is not None:
-                    self._search.on_trial_complete(trial_id, error=True)
 
     def debug_string(self) -> str:
         return "Racing " + ", ".join(

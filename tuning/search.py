@@ -281,8 +281,9 @@ class StudySearch(Searcher):
         trial = self._study.ask()
         # at once, so that a run cut before the trial ends can be matched with Ray's trials
         trial.set_user_attr(RAY_TRIAL_ID, trial_id)
-        if START in attrs:
-            self._study.set_user_attr(STARTED, self._study.user_attrs.get(STARTED, 0) + 1)
+        if START in attrs:  # the starts tried, each once however often a crash lost one
+            tried = {t.user_attrs[START] for t in handed_out.values() if START in t.user_attrs}
+            self._study.set_user_attr(STARTED, len(tried | {attrs[START]}))
         fixed = self._define(trial)
         config = {**trial.params, **fixed, **({BASELINE: True} if attrs.get(BASELINE) else {})}
         self._live[trial_id], self._values[trial_id] = trial, {}
@@ -344,6 +345,7 @@ class StudySearch(Searcher):
         for step, value in failed.intermediate_values.items():
             retry.report(value, step)
         self._live[trial_id], self._values[trial_id] = retry, dict(failed.intermediate_values)
+        self.race.rerun(trial_id)  # its end, this time, counts
         return True
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
