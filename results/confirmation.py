@@ -58,17 +58,6 @@ def candidate_configs(experiment: Experiment, board: pd.DataFrame) -> dict[str, 
     return configs
 
 
-def plan(experiment: Experiment, board: pd.DataFrame, seeds: int) -> list[dict[str, Any]]:
-    """The configs to train so that each candidate has `seeds` runs of its planned epochs: its
-    search trial counts as one where it ran in full; the others take the next free seeds."""
-    configs = []
-    for trial_id, config in candidate_configs(experiment, board).items():
-        row = board.set_index("trial_id").loc[trial_id]
-        own = experiment.params[trial_id].get("seed", 0)
-        configs += more_seeds(config, [own] if row["status"] == "completed" else [], seeds)
-    return configs
-
-
 def more_seeds(config: dict[str, Any], have: list[int], seeds: int) -> list[dict[str, Any]]:
     """The runs of `config` that bring the seeds it `have` up to `seeds`: the lowest free ones."""
     free = (s for s in range(seeds + len(have)) if s not in have)
@@ -178,7 +167,6 @@ class Verdicts:
     good within the margin, or not), cheapest first."""
 
     margin: float
-    looks: tuple[int, ...]
     main: tuple[pd.Series, pd.Series, verdict.Gap] | None = None
     ladder: list[tuple[pd.Series, pd.Series, verdict.Gap]] = field(default_factory=list)
     cheaper: list[tuple[pd.Series, verdict.Gap]] = field(default_factory=list)
@@ -193,8 +181,8 @@ class Verdicts:
 def verdicts(table: pd.DataFrame, found: pd.DataFrame, compare: str | None, score: Score,
              margin: float, looks: tuple[int, ...]) -> Verdicts:
     """The comparisons between the confirmed configs of `found` (stats(): the best mean first),
-    from their runs in `table`, each interval at its look's level in the planned `looks`."""
-    out = Verdicts(margin, looks)
+    from their runs in `table`, each interval held over the planned `looks`."""
+    out = Verdicts(margin)
     found = found[found["seeds"] >= 1]
     if not len(found):
         return out
