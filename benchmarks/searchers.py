@@ -8,7 +8,7 @@ recipe's real searcher and scheduler in simulated time (benchmarks/replay.py).
 The recipes, each with 24 trials of up to 12 epochs, 2 at a time:
   ours     tuning.search.StudySearch and tuning.scheduler.RaceScheduler as a run has them: TPE per
            lane, the baseline as trial 0, each lane started at the space's STARTS, the adaptive
-           race, the settled stop; then the confirmation's looks (results.verdict) on further
+           race, the settled stop; then the confirmation's looks (tuning.confirm.Looks) on further
            seeds of the table (--no-starts: without the starts)
   full     the same with the full budget (--full-budget): no settled stop
   equal    the same, every compared value keeping an equal share (--equal-shares) and the full
@@ -177,40 +177,37 @@ def incumbents(epochs: list[Epoch]) -> list[tuple[int, dict]]:
 
 def confirm(table: Table, search: Any, seed: int, epochs: list[Epoch]
             ) -> tuple[Any, str, int, float]:
-    """Our confirmation on the table's further seeds: each lane's best trial that ran its 12
-    epochs, a look at a time (results.verdict); (the value named best, the verdict, runs trained,
-    their simulated seconds at 2 at a time)."""
-    from results import verdict
+    """Our confirmation (tuning.confirm.Looks, as a run has it) on the table's further seeds: each
+    lane's best trial that ran its 12 epochs, the search's own run as seed 0, a look at a time;
+    (the value named best, the verdict, runs trained, their simulated seconds at 2 at a time)."""
+    from results.confirmation import decide
+    from tuning.confirm import Looks
 
-    finals: dict[str, tuple[float, dict]] = {}
-    for e in epochs:
-        if e.epoch == BUDGET["max_epochs"] and not e.config.get("baseline"):
-            finals[e.trial_id] = (e.score, e.config)
     best: dict[Any, tuple[float, dict]] = {}
-    for score, config in finals.values():
-        value = config["optimizer"]
-        if value not in best or score > best[value][0]:
-            best[value] = (score, config)
+    for e in epochs:
+        value = e.config["optimizer"]
+        if e.epoch == BUDGET["max_epochs"] and not e.config.get("baseline") and (
+                value not in best or e.score > best[value][0]):
+            best[value] = (e.score, e.config)
     if not best:
         return None, "none", 0, 0.0
-    runs = {v: [s] for v, (s, _) in best.items()}
-    trained, seconds = 0, 0.0
-    looks = verdict.looks(3, 8)
-    for look in looks:
-        ordered = sorted(runs, key=lambda v: -np.mean(runs[v]))
-        if len(ordered) < 2:
-            return ordered[0], "only", trained, seconds
-        for v in ordered[:2]:
-            while len(runs[v]) < look:
-                scores, secs = table.curve(best[v][1], seed + len(runs[v]))
-                runs[v].append(float(scores[-1]))
-                trained, seconds = trained + 1, seconds + float(np.sum(secs)) / 2
-        ordered = sorted(runs, key=lambda v: -np.mean(runs[v]))
-        found = verdict.gap(np.array(runs[ordered[0]]), np.array(runs[ordered[1]]), True, 0.01,
-                            looks)
-        if found.decided:
-            break
-    return ordered[0], found.verdict, trained, seconds
+    run = {"metric": SCORE, "mode": "max", "compare": "optimizer", "confirm_seeds": 3,
+           "max_seeds": 8}
+    configs = {v: {**config, "seed": 0, "confirms": v} for v, (_, config) in best.items()}
+    rows = [{"trial_id": v, "seed": 0, "status": "completed", SCORE: s}
+            for v, (s, _) in best.items()]
+    looks, trained, seconds = Looks(configs, rows, run), 0, 0.0
+    while (config := looks.suggest(f"c{trained}")) != "FINISHED":
+        scores, secs = table.curve(config, seed + config["seed"])  # each run ends at once
+        looks.on_trial_complete(f"c{trained}", {"epoch": BUDGET["max_epochs"], SCORE:
+                                                float(scores[-1]),
+                                                "epochs_planned": BUDGET["max_epochs"]})
+        trained, seconds = trained + 1, seconds + float(np.sum(secs)) / 2
+    judged = decide(looks.table(), "optimizer", run)
+    if judged.main is None:
+        return next(iter(best)), "only", trained, seconds
+    first, _, found = judged.main
+    return first["trial_id"], found.verdict, trained, seconds
 
 
 def iqm(values: list[float]) -> float:
