@@ -78,6 +78,15 @@ class Looks(Searcher):
                                       later[0])
         return bool(self._queue)
 
+    def queued(self) -> int:
+        """The runs queued to hand out."""
+        return len(self._queue)
+
+    def left(self) -> bool:
+        """Whether a run is still to train: one queued, or the next look's, where a verdict is
+        open."""
+        return bool(self._queue) or self._next_look()
+
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         if not self._queue:
             if any(r["status"] == "running" for r in self._rows):
@@ -135,8 +144,7 @@ def candidates_of(run_dir: Path) -> tuple[dict[str, dict[str, Any]], list[dict[s
 def finished(run_dir: Path) -> bool:
     """No confirmation run is still to train: every config has the seeds of its look, and each
     verdict is decided or the last look taken."""
-    searcher = Looks(*candidates_of(run_dir))
-    return not searcher._queue and not searcher._next_look()
+    return not Looks(*candidates_of(run_dir)).left()
 
 
 def build_confirmation(runs: Trials, trainable: Any, searcher: Looks, resume: bool,
@@ -161,4 +169,3 @@ def build_confirmation(runs: Trials, trainable: Any, searcher: Looks, resume: bo
             failure_config=tune.FailureConfig(max_failures=1),
             callbacks=[*callbacks, DropCheckpoints()], verbose=0),
     )
-

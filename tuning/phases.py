@@ -66,8 +66,8 @@ def confirm(s: Settings, run_dir: Path, trials: Trials, run: dict, checked: Any,
           f"own{more}")
     started = time.perf_counter()
     left = _left(deadline)
-    if configs and (left is None or left > 0) and not finished(run_dir):
-        planned = max(1, len(searcher._queue))
+    if configs and (left is None or left > 0) and searcher.left():
+        planned = max(1, searcher.queued())
         callbacks = [Progress("confirmation", planned, Score.of(run), s.max_epochs)]
         runs = trials.sub(CONFIRM_DIR)
         tuner = build_confirmation(runs, make_trainable(s, checked.task, data), searcher,
