@@ -12,6 +12,7 @@ best_config.json (for python -m tuning.train --config), figures/*.png, summary.m
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -22,8 +23,8 @@ from results.cli import HelpFormatter, fail
 from results.figures import write_figures
 from results.leaderboard import best_config, format_top, leaderboard
 from results.rundir import (BEST_CONFIG_FILE, CONFIRMATION_FILE, FIGURES_DIR, HISTORY_FILE,
-                            LEADERBOARD_FILE, REPORT_FILE, RUN_FILE, SUMMARY_FILE, write_atomic,
-                            write_json, write_text)
+                            LEADERBOARD_FILE, REPORT_FILE, RUN_FILE, STUDY_FILE, SUMMARY_FILE,
+                            write_atomic, write_json, write_text)
 from results.summary import report_html, summary_markdown
 from trainables.config import KEYS, ConfigError, bookkeeping, parse_config
 
@@ -107,6 +108,29 @@ def write_reports(run_dir: Path) -> dict[str, Path]:
 def top_rows(run_dir: Path, n: int = 5) -> str:
     """The top n rows of run_dir/leaderboard.csv as an aligned table, for printing."""
     return format_top(pd.read_csv(Path(run_dir) / LEADERBOARD_FILE), n)
+
+
+def wrote(run_dir: Path, paths: dict[str, Path]) -> list[str]:
+    """What a run's console says of its reports: the answer (summary.md's first paragraph), where
+    the main files are, and the commands that open the run in TensorBoard and optuna-dashboard."""
+    import textwrap
+
+    shown = Path(os.path.relpath(run_dir)) if not os.path.relpath(run_dir).startswith("..") \
+        else Path(run_dir)
+    lines = []
+    summary = run_dir / SUMMARY_FILE
+    if summary.is_file():
+        answer = summary.read_text().split("\n\n")[0].strip().replace("\n", " ")
+        lines += ["", *textwrap.wrap(answer, 100), ""]
+    for label in ("summary", "report", "leaderboard", "best_config"):
+        if label in paths:
+            lines.append(f"  {label:<12} {shown / paths[label].name}")
+    figures = [p for p in paths.values() if p.parent.name == FIGURES_DIR]
+    if figures:
+        lines.append(f"  {'figures':<12} {shown / FIGURES_DIR}/ ({len(figures)})")
+    lines.append(f"  {'viewers':<12} tensorboard --logdir {shown}   |   "
+                 f"optuna-dashboard {shown / STUDY_FILE}")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -55,10 +55,21 @@ def test_found_in_data_dir(tmp_path, splits, write_dataset, layout, gz):
     assert_same_split(test, splits[1])
 
 
-def test_found_in_system_copy(tmp_path, splits, write_dataset):
-    """With an empty data dir, the files of the system copy are loaded and nothing is written."""
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
+@pytest.fixture
+def default_dir(tmp_path, monkeypatch):
+    """The default data directory (no --data-dir given), made empty under tmp_path."""
+    from trainables.data import default_data_dir
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    data_dir = default_data_dir()
+    data_dir.mkdir(parents=True)
+    return data_dir
+
+
+def test_found_in_system_copy(tmp_path, splits, write_dataset, default_dir):
+    """With the default data dir empty, the files of the system copy are loaded and nothing is
+    written."""
+    data_dir = default_dir
     write_dataset(tmp_path / "system", *splits, gz=True)
     train, test = load_dataset("fashion_mnist", data_dir, system_dirs=(tmp_path / "missing",
                                                                       tmp_path / "system"))
@@ -67,9 +78,23 @@ def test_found_in_system_copy(tmp_path, splits, write_dataset):
     assert list(data_dir.iterdir()) == []
 
 
-def test_incomplete_data_dir_falls_through(tmp_path, splits, write_dataset):
+def test_a_folder_the_user_gave_is_never_replaced_by_the_system_copy(tmp_path, splits,
+                                                                   write_dataset):
+    """--data-dir given as an empty folder: a DataError naming it, not the system's files."""
+    from trainables.idx import folder_of
+
+    write_dataset(tmp_path / "system", *splits, gz=True)
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(DataError, match=re.escape(str(tmp_path / "mine"))) as caught:
+        load_dataset("fashion_mnist", tmp_path / "mine", download=False,
+                     system_dirs=(tmp_path / "system",))
+    assert str(tmp_path / "system") not in str(caught.value)
+    assert folder_of("fashion_mnist", tmp_path / "mine") is None
+
+
+def test_incomplete_data_dir_falls_through(tmp_path, splits, write_dataset, default_dir):
     """A data dir holding only some of the four files is skipped for the next candidate."""
-    data_dir = tmp_path / "data"
+    data_dir = default_dir
     paths = write_dataset(data_dir, *splits)
     paths[-1].unlink()  # no test labels
     write_dataset(tmp_path / "system", *splits)

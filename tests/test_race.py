@@ -309,6 +309,49 @@ def test_progress_line_tells_trials_epochs_best_and_time_left(capsys, monkeypatc
                                        f"85.0%, about {expected_left:.0f} s left\n")
 
 
+class Running:
+    """What the live table reads of a trial: its id, config and last result."""
+
+    def __init__(self, trial_id, config, epoch=None, accuracy=None):
+        self.trial_id, self.config, self.status = trial_id, config, "RUNNING"
+        self.last_result = {} if epoch is None else {"epoch": epoch, "val_accuracy": accuracy,
+                                                     "epochs_planned": 12}
+
+
+def test_on_a_terminal_the_running_trials_are_a_table_redrawn_under_the_lines(capsys):
+    """On a terminal the running trials are a table redrawn in place (their config, epoch and
+    score), the trial-end lines printed above it; once the experiment ends the table is gone;
+    off a terminal there is no table, only the lines."""
+    import io
+
+    from rich.console import Console
+
+    from tuning import progress
+
+    for terminal in (True, False):
+        out = io.StringIO()
+        line = progress.Progress("search", 2, Score(), 4.0,
+                                 console=Console(file=out, force_terminal=terminal, width=120))
+        line.setup()
+        a = Running("abc_00001", {"optimizer": "adam", "lr": 0.0011432, "epochs": 12, "seed": 0})
+        b = Running("abc_00002", {"optimizer": "sgd", "lr": 0.05, "epochs": 12, "baseline": True})
+        line.on_trial_start(0, [a], a)
+        line.on_trial_start(0, [a, b], b)
+        a.last_result = {"epoch": 3, "val_accuracy": 0.8512, "epochs_planned": 12}
+        line.on_trial_result(0, [a, b], a, a.last_result)
+        a.status = "TERMINATED"
+        line.on_trial_complete(0, [a, b], a)
+        line.on_experiment_end([a, b])
+        text = out.getvalue() + capsys.readouterr().out
+        assert "[search] 1 of 2 trials ended, 3 epochs run, best so far 85.1%" in text
+        if terminal:
+            assert "optimizer=adam lr=0.00114" in text and "3/12" in text and "85.1%" in text
+            assert "optimizer=sgd lr=0.05" in text and "baseline" not in text
+            assert "seed=" not in text and "search: 2 running" in text
+        else:
+            assert "running" not in text and "optimizer=" not in text
+
+
 def test_the_race_rungs_stop_what_rays_asha_stops():
     """One lane's rungs are ASHA's with one bracket: fed the same results in the same order,
     they stop the same trials at the same epochs as Ray's AsyncHyperBandScheduler."""

@@ -37,6 +37,26 @@ def test_readme_smoke_test_runs_as_written(smoke_run):
     assert json.loads((run_dir / BEST_CONFIG_FILE).read_text())["epochs"] == 2
 
 
+def test_the_console_is_ours_ray_tunes_tables_only_with_verbose(smoke_run):
+    """The run's console holds our lines, not Ray Tune's: no box of the experiment's settings, no
+    status tables, no per-trial boxes, no internal numbers; it ends with the answer and the
+    commands that open this run in the viewers, named by its run directory."""
+    done, run_dir = smoke_run
+    run_dir = finished(smoke_run)
+    out = done.stdout + done.stderr
+    for ray_line in ("Configuration for experiment", "Trial status", "started with configuration",
+                     "9223372036854775807", "driver_artifacts", "Started a local Ray instance",
+                     "Wrote the latest version"):
+        assert ray_line not in out, ray_line
+    assert "[search] 4 of 4 trials ended" in done.stdout
+    name = run_dir.name
+    assert f"tensorboard --logdir runs/{name}" in done.stdout
+    assert f"optuna-dashboard runs/{name}/{STUDY_FILE}" in done.stdout
+    answer = (run_dir / "summary.md").read_text().split("\n\n")[0].split()
+    assert " ".join(answer[:12]) in " ".join(done.stdout.split())
+    assert len(done.stdout.splitlines()) <= 60, done.stdout
+
+
 @pytest.mark.skipif(importlib.util.find_spec("tensorboard") is None,
                     reason="needs tensorboard (pip install -e '.[dashboard]')")
 def test_tensorboard_reads_every_trials_val_accuracy(smoke_run):

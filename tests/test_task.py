@@ -137,12 +137,15 @@ def test_a_defect_of_a_task_file_is_one_line_before_ray_starts(defect, tmp_path,
 
 
 def test_the_check_of_a_good_task_file_prints_its_size_speed_and_cost(tmp_path, capsys):
-    """tuning.check on a sound file: the parameter count, the samples, samples per second, the
-    run's estimated cost, and ok."""
+    """tuning.check on a sound file: the parameter count, the samples and the folder they come
+    from, samples per second, the run's estimated cost, and ok."""
+    from trainables.data import default_data_dir
+
     check.main(["--space", str(task_file(tmp_path))])
     out = capsys.readouterr().out
     assert "Task my_task (" in out and ": 10 parameters; 100 training samples (tensors) and 20 " \
-        "validation samples (tensors); metric val_accuracy, higher is better." in out
+        f"validation samples (tensors) from {default_data_dir()}; metric val_accuracy, higher " \
+        "is better." in out
     assert " training samples/s on 1 CPU: about " in out and " epochs expected, about " in out
     assert "trial 0 is the task's BASELINE" in out
     assert out.strip().endswith("ok: the task and its space are ready for python -m tuning.run")

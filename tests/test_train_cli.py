@@ -74,6 +74,12 @@ BAD_CONFIGS = {
                           "optimizer 'lbfgs' is not one of: sgd, adam, adamw, rmsprop, adagrad"),
     "missing file": (None, "does not exist"),
     "invalid JSON": ('{"optimizer": "sgd", lr: 0.1}', "is not valid JSON"),
+    # on the machine's FashionMNIST: refused before the first epoch, from the speed of a few batches
+    "a billion epochs": ('{"optimizer": "sgd", "lr": 0.1, "epochs": 1e9}',
+                         "epochs 1,000,000,000 would take about "),
+    "a batch of them all": ('{"optimizer": "sgd", "lr": 0.1, "batch_size": 10000000}',
+                            "batch_size 10,000,000 is larger than the training split (60,000 "
+                            "samples)"),
 }
 
 

@@ -241,6 +241,15 @@ def test_tune_queues_a_trial_for_every_slot_of_the_cluster(local_ray, tmp_path, 
     (["--space", "sgd_vs_adam", "--resume"], "no run of space 'sgd_vs_adam' to resume"),
     (["--space", "sgd_vs_adam", "--data-dir", "{tmp}/nothing", "--task", "mnist"],
      "trainables/tasks/mnist.py: load_data(data_dir) raised DataError: mnist not found in"),
+    # a folder the user gave is read or refused, never replaced by the system's copy
+    (["--space", "sgd_vs_adam", "--data-dir", "{tmp}/runs/empty"],
+     "raised DataError: fashion_mnist not found in {tmp}/runs/empty/FashionMNIST/raw, "
+     "{tmp}/runs/empty ("),
+    (["--space", "sgd_vs_adam", "--name", "../../etc"], "--name '../../etc' is not a name"),
+    (["--space", "sgd_vs_adam", "--name", "a/b"], "--name 'a/b' is not a name"),
+    (["--space", "sgd_vs_adam", "--resume", "--name", ".."], "--name '..' is not a name"),
+    (["--space", "sgd_vs_adam", "--smoke-test", "--max-epochs", "1000000000"],
+     "the run (4 trials of up to 1,000,000,000 epochs) would take about "),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(args, message, tmp_path, monkeypatch, capsys):
     """A user's mistake ends in one line naming it, exit code 2, no traceback and no run written,
@@ -253,8 +262,9 @@ def test_bad_input_is_one_line_and_exit_code_2(args, message, tmp_path, monkeypa
         main([*args, "--storage-path", str(tmp_path / "runs")])
     assert exit.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], lines
+    assert len(lines) == 1 and message.replace("{tmp}", str(tmp_path)) in lines[0], lines
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["empty"]
+    assert list((tmp_path / "runs" / "empty").iterdir()) == []
     import ray
 
     assert not ray.is_initialized()

@@ -3,7 +3,8 @@ downloaded: what the built-in tasks (trainables/tasks/) load their data with.
 
 Where the files are looked for, in order:
 1. the data directory (`--data-dir`, default a per-user cache directory);
-2. the copy installed by the Debian/Ubuntu package `dataset-fashion-mnist` (FashionMNIST only);
+2. the copy installed by the Debian/Ubuntu package `dataset-fashion-mnist` (FashionMNIST only),
+   unless the data directory is one the user gave: a folder of theirs is never silently replaced;
 3. torchvision's own download, into the data directory.
 """
 
@@ -117,8 +118,17 @@ def _download(dataset: str, data_dir: Path) -> None:
 
 def candidate_dirs(dataset: str, data_dir: Path, system_dirs: tuple[Path, ...]) -> list[Path]:
     """The directories searched, in order: torchvision's layout under the data directory, the
-    data directory itself (so --data-dir can point straight at a folder of IDX files), then the system copy."""
-    return [data_dir / DATASETS[dataset] / "raw", data_dir, *system_dirs]
+    data directory itself (so --data-dir can point straight at a folder of IDX files), then the
+    system copy where the data directory is the default one."""
+    own = [data_dir / DATASETS[dataset] / "raw", data_dir]
+    return own if data_dir != default_data_dir() else [*own, *system_dirs]
+
+
+def folder_of(dataset: str, data_dir: Path | str | None) -> Path | None:
+    """The folder the dataset's files are read from (None: not there yet, to be downloaded)."""
+    data_dir = Path(data_dir).expanduser().resolve() if data_dir else default_data_dir()
+    found = find_files(candidate_dirs(dataset, data_dir, SYSTEM_DIRS[dataset]))
+    return found[0][0].parent if found else None
 
 
 def find_files(directories: list[Path]) -> tuple[tuple[Path, Path], tuple[Path, Path]] | None:

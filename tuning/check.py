@@ -39,6 +39,7 @@ from tuning.settings import SMOKE_SAMPLES, Settings, parse_args, resolve
 
 PROG = "python -m tuning.check"
 TIMED_SECONDS, TIMED_BATCHES = 0.5, 50  # the speed is measured for at most these, after one batch
+MAX_DAYS = 30  # a run or a training estimated to take longer is refused (check_feasible)
 
 
 @dataclass
@@ -162,8 +163,10 @@ def speed(task: Task, model: torch.nn.Module, config: TrainConfig, part: Part) -
     TIMED_BATCHES, after a first batch that warms up (where the split has more than one)."""
     timed = list(itertools.islice(batches(config, part), TIMED_BATCHES + 1))
     timed = timed[1:] or timed
+    device = next(model.parameters(), torch.empty(0)).device
     seen, start = 0, time.perf_counter()
     for x, y in timed:
+        x, y = x.to(device), y.to(device)
         task.loss(model(inputs(x)), y).backward()
         model.zero_grad(set_to_none=True)
         seen += len(y)
@@ -208,8 +211,11 @@ def dry_run(space: Space, task: Task, s: Settings) -> Checked:
     config = first_config(space, task, s.max_epochs, baseline)
     with trial_threads(s.cpus_per_trial):
         model, rate = one_step(task, config, parts)
-    return Checked(task, splits, parts, baseline, why, choices,
-                   sum(p.numel() for p in model.parameters()), rate, shipped(task, parts), starts)
+    checked = Checked(task, splits, parts, baseline, why, choices,
+                      sum(p.numel() for p in model.parameters()), rate, shipped(task, parts), starts)
+    check_feasible(config.batch_size, size(parts["train"]), estimate(checked, s)[1],
+                   f"the run ({s.num_samples} trials of up to {s.max_epochs:,} epochs)")
+    return checked
 
 
 def start_params(space: Space, task: Task, max_epochs: int, choices: list[Any] | None
@@ -258,6 +264,17 @@ def one_step(task: Task, config: TrainConfig, parts: dict[str, Part]
     return model, speed(task, model, config, parts["train"])
 
 
+def check_feasible(batch_size: int, samples: int, seconds: float, what: str) -> None:
+    """A batch no larger than the training split, and a training that ends within MAX_DAYS on this
+    machine (`seconds`: its estimate): anything else is a typo, refused in one line (UsageError)."""
+    if batch_size > samples:
+        raise UsageError(f"batch_size {batch_size:,} is larger than the training split "
+                         f"({samples:,} samples): every epoch would be one batch of them all")
+    if seconds > MAX_DAYS * 86_400:
+        raise UsageError(f"{what} would take about {seconds / 86_400:,.0f} days on this machine, "
+                         f"more than {MAX_DAYS}; lower it")
+
+
 def estimate(checked: Checked, s: Settings) -> tuple[float, float, int]:
     """(epochs the search and the confirmation are expected to train, seconds, trials at once)
     on this machine: ASHA's average epochs per trial, the confirmed configs' extra seeds."""
@@ -273,6 +290,16 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
+def data_folder(task: Task, data_dir: str) -> str:
+    """Where the task's data are read from: for a built-in dataset the folder its files were
+    found in (the system's copy, where the default data directory has none), else the folder
+    handed to load_data."""
+    from trainables.idx import DATASETS, folder_of
+
+    found = folder_of(task.ref, data_dir) if task.ref in DATASETS else None
+    return shown(found or Path(data_dir))
+
+
 def summary(checked: Checked, s: Settings) -> str:
     """Two lines: the task, its model and data; its speed and the run's estimated cost."""
     task, parts = checked.task, checked.parts
@@ -280,8 +307,9 @@ def summary(checked: Checked, s: Settings) -> str:
     epochs, seconds, at_once = estimate(checked, s)
     return (f"Task {task.name} ({shown(Path(task.path))}): {checked.parameters:,} parameters; "
             f"{size(parts['train']):,} training samples ({kinds['train']}) and "
-            f"{size(parts['val']):,} validation samples ({kinds['val']}); metric "
-            f"val_{task.metric.name}, {task.metric.better}.\n"
+            f"{size(parts['val']):,} validation samples ({kinds['val']}) from "
+            f"{data_folder(task, s.data_dir)}; metric val_{task.metric.name}, "
+            f"{task.metric.better}.\n"
             f"{checked.samples_per_second:,.0f} training samples/s on {s.cpus_per_trial:g} CPU: "
             f"about {checked.epoch_seconds():.2g} s an epoch, {epochs:.0f} epochs expected, about "
             f"{_minutes(seconds)} of training at {at_once} trial{'s' if at_once > 1 else ''} at "

@@ -68,7 +68,8 @@ def confirm(s: Settings, run_dir: Path, trials: Trials, run: dict, checked: Any,
     left = _left(deadline)
     if configs and (left is None or left > 0) and searcher.left():
         planned = max(1, searcher.queued())
-        callbacks = [Progress("confirmation", planned, Score.of(run), s.max_epochs)]
+        callbacks = [Progress("confirmation", planned, Score.of(run), s.max_epochs,
+                                live=not s.verbose)]
         runs = trials.sub(CONFIRM_DIR)
         tuner = build_confirmation(runs, make_trainable(s, checked.task, data), searcher,
                                    s.resume and runs.exists(), callbacks, trial_dirname)

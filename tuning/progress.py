@@ -1,4 +1,5 @@
-"""A line as each trial ends: trials ended of total, epochs run, the best so far, time left."""
+"""The console of a run: a line as each trial ends (trials ended of total, epochs run, the best so
+far, time left) and, on a terminal, a table of the running trials redrawn in place below them."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ from typing import Any
 from ray.tune import Callback
 
 from results.metric import Score
+from trainables.config import TRIAL_KEYS
+
+# config keys a row of the live table leaves out (the epochs are its epoch column's)
+HIDDEN = {*TRIAL_KEYS, "seed", "epochs"}
 
 
 def _minutes(seconds: float) -> str:
@@ -27,17 +32,36 @@ def asha_epochs(max_t: int, grace_period: int, reduction_factor: float) -> float
 
 
 class Progress(Callback):
-    """Prints one line whenever a trial ends. The time left is the epochs still expected at the
-    pace so far (seconds per epoch run, trials running side by side): each trial yet to end
-    takes `epochs_per_trial`, or the mean of the ended trials where that is more; a running
-    trial takes that less the epochs it has run, one at least."""
+    """Prints one line whenever a trial ends and, where standard output is a terminal (and `live`),
+    keeps a table of the running trials (config, epoch, last score) redrawn in place under those
+    lines (on `console`, a rich Console: standard output's by default). The time left is the epochs still expected at the pace so far (seconds per epoch run,
+    trials running side by side): each trial yet to end takes `epochs_per_trial`, or the mean of
+    the ended trials where that is more; a running trial takes that less the epochs it has run,
+    one at least."""
 
-    def __init__(self, label: str, total: int, score: Score, epochs_per_trial: float) -> None:
+    def __init__(self, label: str, total: int, score: Score, epochs_per_trial: float,
+                 live: bool = True, console: Any = None) -> None:
         self.label, self.total, self.score = label, total, score
         self.epochs_per_trial = epochs_per_trial
+        self._live_wanted, self._console, self._live = live, console, None
+        self._running: dict[str, Any] = {}  # the live table's trials, by id
 
     def setup(self, **info: Any) -> None:
         self._started = time.monotonic()
+        if self._live_wanted:
+            from rich.console import Console
+            from rich.live import Live
+
+            console = self._console or Console()
+            if console.is_terminal:
+                self._live = Live(console=console, refresh_per_second=2, transient=True)
+                self._live.start()
+
+    def _say(self, line: str) -> None:
+        if self._live is not None:
+            self._live.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        else:
+            print(line, flush=True)
 
     def _ended(self, trial: Any, trials: list[Any]) -> None:
         ended = [t for t in trials if t.status in ("TERMINATED", "ERROR") or t is trial]
@@ -53,11 +77,54 @@ class Progress(Callback):
                 + sum(max(1.0, per_trial - e) for e in running))
         pace = (time.monotonic() - self._started) / max(1, epochs)
         eta = f", about {_minutes(pace * left)} left" if len(ended) < total else ""
-        print(f"[{self.label}] {len(ended)} of {total} trials ended, {epochs} epochs run"
-              f"{best}{eta}", flush=True)
+        self._say(f"[{self.label}] {len(ended)} of {total} trials ended, {epochs} epochs run"
+                  f"{best}{eta}")
+        self._running.pop(getattr(trial, "trial_id", None), None)
+        self._redraw()
+
+    def _redraw(self) -> None:
+        """The live table: a row per running trial."""
+        if self._live is None:
+            return
+        from rich.table import Table
+
+        running = list(self._running.values())
+        table = Table(title=f"{self.label}: {len(running)} running", title_justify="left",
+                      box=None, padding=(0, 2))
+        for column in ("trial", "config", "epoch", self.score.column):
+            table.add_column(column)
+        for t in running:
+            result = t.last_result or {}
+            planned = result.get("epochs_planned") or t.config.get("epochs", "?")
+            value = result.get(self.score.column)
+            shown = value if isinstance(value, (int, float)) and math.isfinite(value) else None
+            table.add_row(str(t.trial_id)[-8:], config_line(t.config),
+                          f"{result.get('epoch') or 0}/{planned}",
+                          "" if shown is None else self.score.format(shown))
+        self._live.update(table, refresh=True)
+
+    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._running[trial.trial_id] = trial
+        self._redraw()
+
+    def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict,
+                        **info: Any) -> None:
+        self._running[trial.trial_id] = trial
+        self._redraw()
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._ended(trial, trials)
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._ended(trial, trials)
+
+    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+
+def config_line(config: dict[str, Any]) -> str:
+    """A config on one line, its floats to 3 significant digits: 'optimizer=adam lr=0.00114'."""
+    return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                    for k, v in config.items() if k not in HIDDEN)

@@ -13,7 +13,7 @@ from results.rundir import RUN_FILE, SOURCES_DIR, STUDY_FILE, write_json, write_
 from search_spaces import Space
 from trainables.task import Task, shown
 from tuning import storage
-from tuning.settings import CHANGEABLE, RECORDED, Settings
+from tuning.settings import CHANGEABLE, RECORDED, Settings, check_name
 from tuning.storage import LOCAL_ROOT, Trials, is_uri
 
 
@@ -54,6 +54,7 @@ def space_of(record: dict[str, Any]) -> str:
 
 def resumable_run_dir(storage_path: str, space: Space, name: str | None) -> Path:
     """The run a resume continues: --name, else the newest run of the space."""
+    check_name(name)
     storage = storage_dir(storage_path)
     ref = space.ref or space.name
     if name:

@@ -140,7 +140,7 @@ def phases(s: Settings, space: Space, run_dir: Path, trials: Trials, run: dict,
 def report(run_dir: Path) -> dict[str, Path]:
     """Write the reports and print the top trials; a run cut before any trial finished an epoch
     (a short time budget, Ctrl-C) has nothing to report yet, which is no error."""
-    from results.report import ReportError, top_rows, write_reports
+    from results.report import ReportError, top_rows, write_reports, wrote
 
     if reports_current(run_dir):
         print(top_rows(run_dir, 5))
@@ -153,9 +153,8 @@ def report(run_dir: Path) -> dict[str, Path]:
             raise
         print(f"No report yet: {err}")
         return {}
-    print(top_rows(run_dir, 5))
-    for label, path in paths.items():
-        print(f"  {label:<12} {path}")
+    print(f"\n{top_rows(run_dir, 5)}")
+    print("\n".join(wrote(run_dir, paths)))
     return paths
 
 
@@ -185,11 +184,14 @@ def final_training(run_dir: Path) -> bool:
     return True
 
 
-def quiet(address: str | None) -> None:
+def quiet(address: str | None, verbose: bool = False) -> None:
     """Optuna's and Ray's settings for a run of ours, before either starts."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Ray Tune's console (a box of the experiment's settings, its status tables) only with
+    # --verbose: its older output engine prints nothing at verbose=0, the newer one that box
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "1" if verbose else "0"
     if not (address or os.environ.get("RAY_ADDRESS")):
         # a Ray of our own listens on the loopback address only; read when ray is first imported
         os.environ.setdefault(LOOPBACK_ONLY, "0")
@@ -240,7 +242,7 @@ def tune(space: str, *, task: str | None = None, data_dir: str | Path | None = N
                         f"{', '.join(k for k in vars(args) if k != 'list_spaces')}")
     vars(args).update(flags, space=str(space), task=str(task) if task else None,
                       data_dir=data_dir, final=final)
-    quiet(args.address)
+    quiet(args.address, bool(args.verbose))
     run_dir = run(args)
     report(run_dir)
     if final and final_training(run_dir):
@@ -255,7 +257,7 @@ def tune(space: str, *, task: str | None = None, data_dir: str | Path | None = N
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(PROG, __doc__.splitlines()[0], argv)
-    quiet(args.address)
+    quiet(args.address, args.verbose)
     if args.list_spaces:
         list_spaces()
         return

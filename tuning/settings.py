@@ -46,6 +46,7 @@ class Settings:
     name: str | None
     resume: bool
     final: bool
+    verbose: bool  # Ray Tune's own tables as well as ours
 
 
 def parse_args(prog: str, description: str, argv: list[str] | None = None
@@ -103,6 +104,8 @@ def parse_args(prog: str, description: str, argv: list[str] | None = None
         help="start TPE from the trials of an earlier run of the same space")
     add("--final", action="store_true", help="then train the best config on the whole training "
                                              "set and test it")
+    add("--verbose", action="store_true",
+        help="Ray Tune's own output too: its status table, each trial's config and result")
     add("--smoke-test", action="store_true", default=None,
         help="a run of seconds: 4 trials of 2 epochs on 2,000 samples, unless those flags are given")
     return p.parse_args(argv)
@@ -189,10 +192,18 @@ def resolve(args: argparse.Namespace, space: Space, record: dict[str, Any] | Non
     values.update(space=space.ref or space.name, storage_path=str(args.storage_path or "runs"),
                   name=args.name, resume=bool(args.resume), final=bool(args.final),
                   address=args.address or os.environ.get("RAY_ADDRESS"),
-                  time_budget=args.time_budget)
+                  time_budget=args.time_budget, verbose=bool(args.verbose))
     settings = Settings(**{f.name: values.get(f.name) for f in dataclasses.fields(Settings)})
     check(settings, space)
     return settings
+
+
+def check_name(name: str | None) -> None:
+    """A run's name is one folder's name in --storage-path, not a path: no separator, no ..."""
+    if name is not None and (not name or name == "." or ".." in name
+                             or any(sep in name for sep in "/\\")):
+        raise UsageError(f"--name {name!r} is not a name: a run is a folder of --storage-path, "
+                         "named without / or ..")
 
 
 def check_address(address: str) -> None:
@@ -238,6 +249,7 @@ def check(s: Settings, space: Space) -> None:
     for ok, message in checks:
         if not ok:
             raise UsageError(message)
+    check_name(s.name)
     if s.address:
         check_address(s.address)
     elif s.cpus_per_trial > (os.cpu_count() or 1):  # a Ray of our own

@@ -24,7 +24,7 @@ from results.cli import HelpFormatter, UsageError, fail
 from results.rundir import (BEST_CONFIG_FILE, FINAL_DIR, FINAL_METRICS_FILE, RUN_FILE, write_atomic,
                             write_json)
 from trainables.config import ConfigError, TrainConfig, bookkeeping, parse_config
-from trainables.data import DataError, concat, default_data_dir
+from trainables.data import DataError, concat, default_data_dir, size
 from trainables.loop import Trainer, is_diverged
 from trainables.task import Task, TaskError, load_module, load_task
 
@@ -178,6 +178,7 @@ def train(config: TrainConfig, task: Task, output: Path, data_dir: Path | str | 
     splits = task.splits(Path(data_dir) if data_dir else default_data_dir())
     whole = concat(splits["train"], splits["val"]) if "val" in splits else splits["train"]
     trainer = Trainer(config, task, device, workers())
+    feasible(trainer, splits["train"], size(whole))
     train_feed = trainer.feed(whole, train=True)
     test_feed = trainer.feed(splits["test"], train=False) if "test" in splits else None
     if test_feed is None:
@@ -209,6 +210,18 @@ def train(config: TrainConfig, task: Task, output: Path, data_dir: Path | str | 
     }
     write_results(result, trainer, output)
     return result
+
+
+def feasible(trainer: Trainer, part: Any, samples: int) -> None:
+    """Refuse in one line, before the first epoch, a batch larger than the training set or a
+    training that would not end in a month at the speed of a few batches (tuning.check)."""
+    from tuning.check import check_feasible, speed
+
+    config = trainer.config
+    seconds = 0.0
+    if config.batch_size <= samples:
+        seconds = config.epochs * samples / speed(trainer.task, trainer.model, config, part)
+    check_feasible(config.batch_size, samples, seconds, f"epochs {config.epochs:,}")
 
 
 def write_results(result: dict[str, Any], trainer: Trainer, output: Path) -> None:

@@ -26,20 +26,26 @@ MAX_PENDING = "TUNE_MAX_PENDING_TRIALS_PG"  # how many trials Tune queues at onc
 USER_PENDING = os.environ.get(MAX_PENDING)  # as the user set it, before we did
 
 
-def join_or_start(address: str | None) -> None:
-    """Join the Ray cluster at `address`, or start a Ray of our own."""
+def join_or_start(address: str | None, verbose: bool = False) -> None:
+    """Join the Ray cluster at `address`, or start a Ray of our own; Ray's own lines (start-up,
+    the experiment's state written) only where `verbose`."""
+    import logging
+
     import ray
 
+    level = logging.INFO if verbose else logging.ERROR
+    logging.getLogger("ray.tune").setLevel(logging.INFO if verbose else logging.WARNING)
     if address:
         try:
-            ray.init(address=address, log_to_driver=True, runtime_env={"env_vars": {
+            ray.init(address=address, log_to_driver=True, logging_level=level,
+                     runtime_env={"env_vars": {
                 THREAD_TIMEOUT: os.environ.get(THREAD_TIMEOUT, "60")}})
         except Exception as err:  # ray raises ConnectionError, RuntimeError, ValueError here
             raise UsageError(f"cannot join the Ray cluster at {address}: "
                              f"{str(err).strip().splitlines()[0]}") from None
     else:
         # "local": always a fresh instance, never a cluster some other process left running
-        ray.init(address="local", include_dashboard=False)
+        ray.init(address="local", include_dashboard=False, logging_level=level)
 
 
 def start_ray(s: Settings) -> float:
@@ -48,7 +54,7 @@ def start_ray(s: Settings) -> float:
     import ray
 
     if not ray.is_initialized():  # tuning.tune() again in one process: the Ray it started
-        join_or_start(s.address)
+        join_or_start(s.address, s.verbose)
     gpus_available = ray.cluster_resources().get("GPU", 0)
     gpus = s.gpus_per_trial if s.gpus_per_trial is not None else float(bool(gpus_available))
     if gpus > 0 and not gpus_available:
@@ -176,10 +182,10 @@ def search_tuner(s: Settings, space: Space, run_dir: Path, trials: Trials, check
             **trials.run_config(),
             failure_config=tune.FailureConfig(max_failures=1),  # e.g. a lost node: retry once
             callbacks=[Progress("search", s.num_samples, score, asha_epochs(
-                s.max_epochs, s.grace_period, s.reduction_factor)),
+                s.max_epochs, s.grace_period, s.reduction_factor), live=not s.verbose),
                 # a trial's older checkpoints, an ended trial's all: tuning.checkpoints
                 DropCheckpoints()],
-            verbose=1,
+            verbose=1 if s.verbose else 0,  # Ray's tables: --verbose; ours: Progress
         ),
     )
 
