@@ -1,4 +1,5 @@
-"""SGD (with or without momentum) against Adam on the MLP (or --model)."""
+"""SGD (with or without momentum) against Adam on the task's model (the built-in task's MLP, or
+that of the task --task names)."""
 
 from __future__ import annotations
 

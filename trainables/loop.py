@@ -167,9 +167,9 @@ class Trainer:
         self.config, self.task = config, task
         self.device = torch.device(device)
         # weights and Adam's moments that weight decay drives past float32's smallest normal
-        # number (1.2e-38) turn denormal, and the CPU slows down on each of them (an Adam trial's
-        # epochs went from 9 s to 119 s; benchmarks/denormals.py); flushed to 0 they cost
-        # nothing, and change the run from there on as a change of seed would
+        # number (1.2e-38) turn denormal, and the CPU slows down on each of them, an Adam trial's
+        # epochs many times over (benchmarks/denormals.py); flushed to 0 they cost nothing, and
+        # change the run from there on as a change of seed would
         torch.set_flush_denormal(True)
         self.workers = workers  # DataLoader worker processes for map-style splits
         seed_everything(config.seed)  # the same config starts from the same weights

@@ -14,8 +14,8 @@ keeps its latest checkpoint: a resume retries it from there.
 Tune's own CheckpointConfig(num_to_keep) is not used: it forces a snapshot, and waits for the
 previous one's upload, whenever a trial has saved that many checkpoints since the last snapshot,
 and each snapshot uploads every trial's files again (Ray 2.60's _ExperimentCheckpointManager), so
-that a search's bookkeeping grew with trials squared: with 2 kept, a 24-trial search of 1-second
-trials took 59-65 s with its trials in a bucket against 22 s in a folder.
+that a search's bookkeeping grows with trials squared, most of all with its trials in a bucket
+(benchmarks/bucket_storage.py).
 """
 
 from __future__ import annotations

@@ -195,7 +195,7 @@ def quiet(address: str | None, verbose: bool = False) -> None:
     if not (address or os.environ.get("RAY_ADDRESS")):
         # a Ray of our own listens on the loopback address only; read when ray is first imported
         os.environ.setdefault(LOOPBACK_ONLY, "0")
-    # the snapshots after each epoch's checkpoint cost ~50 ms; Ray's warning about them is noise here
+    # Ray's warning that the snapshot after each epoch's checkpoint is slow is noise here
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # seconds a reused worker waits for its last trial's thread to end (Ray's default 2 s fails
     # trials on a busy machine); read in the workers, which a Ray of our own starts with this
