@@ -32,9 +32,9 @@ import pandas as pd
 import torch
 
 from results.experiment import read_results
-from results.rundir import HISTORY_FILE, LEADERBOARD_FILE, RUN_FILE
+from trainables.rundir import HISTORY_FILE, LEADERBOARD_FILE, RUN_FILE
 from trainables.idx import FILES, load_dataset
-from tuning.search import LOST, by_ray_trial, study_storage
+from results.study import LOST, by_ray_trial, journal
 
 NUM_SAMPLES = 32
 SEARCH = ["--space", "sgd_vs_adam", "--num-samples", str(NUM_SAMPLES), "--max-epochs", "8",
@@ -61,7 +61,7 @@ def start(args: list[str]) -> subprocess.Popen:
 
 def check(run_dir: Path, num_samples: int) -> dict[str, object]:
     """What the run holds after its last resume, trial by trial."""
-    study = optuna.load_study(study_name=run_dir.name, storage=study_storage(run_dir))
+    study = optuna.load_study(study_name=run_dir.name, storage=journal(run_dir))
     kept = [t for t in study.trials if t.user_attrs.get("reason") != LOST]
     by_ray = Counter(t.user_attrs["ray_trial_id"] for t in kept if "retry_of" not in t.user_attrs)
     last = by_ray_trial(study)

@@ -26,7 +26,7 @@ import pandas as pd
 
 from results.experiment import load_experiment
 from results.metric import Score
-from results.rundir import CONFIRMATION_FILE, FINAL_DIR, FINAL_METRICS_FILE, RUN_FILE
+from trainables.rundir import CONFIRMATION_FILE, FINAL_DIR, FINAL_METRICS_FILE, RUN_FILE
 
 
 def print_memory(history: pd.DataFrame) -> None:

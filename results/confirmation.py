@@ -21,7 +21,7 @@ from results import verdict
 from results.experiment import Experiment, _epochs, _read_json, read_results
 from results.leaderboard import score_column, settings, top_trial
 from results.metric import Score
-from results.rundir import CONFIRM_DIR
+from trainables.rundir import CONFIRM_DIR
 from trainables.config import CONFIRMS
 
 TOP = 3  # configs confirmed where the space compares nothing

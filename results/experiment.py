@@ -16,9 +16,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import shutil
-import tempfile
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,8 +23,10 @@ from typing import Any
 import pandas as pd
 
 from results.metric import Score
-from results.rundir import RUN_FILE, STUDY_FILE, TRIAL_DIR_PREFIX
+from results.study import (COMPLETED, DIVERGED, ERRORED, STOPPED, epochs_of, load_copy,
+                           params_of, reasons_of)
 from trainables.config import BASELINE, KEYS
+from trainables.rundir import RUN_FILE, TRIAL_DIR_PREFIX
 
 STATUSES = ("completed", "stopped_by_asha", "diverged", "errored", "unfinished")
 METRICS = ("val_loss", "train_loss", "lr", "seconds", "diverged")  # beside the run's score
@@ -131,10 +130,9 @@ def epochs_planned(params: dict[str, Any], run: dict[str, Any]) -> float:
     return min(planned) if planned else math.nan
 
 
-# why a trial ended, as the study records it (tuning.search), and its status here; a trial the
-# study holds as running (cut short, or a retry of an errored one) is unfinished
-STUDY_REASONS = {"completed": "completed", "stopped_by_asha": "stopped_by_asha",
-                 "diverged": "diverged", "errored": "errored", "running": "unfinished"}
+# why a trial ended, as the study records it (results.study), and its status here
+STUDY_REASONS = {COMPLETED: "completed", STOPPED: "stopped_by_asha", DIVERGED: "diverged",
+                 ERRORED: "errored"}
 
 
 def trial_status(errored: bool, epochs: list[dict[str, Any]], planned: float,
@@ -236,14 +234,14 @@ def load_experiment(run_dir: Path) -> Experiment:
     if not isinstance(run, dict):
         raise ReportError(f"{run_dir / RUN_FILE} is not a JSON object")
     trial_dirs = sorted(p.parent for p in run_dir.glob("*/params.json"))
-    study, study_note = load_study(run_dir, run)
-    reasons = study_reasons(study)
+    study, study_note = load_copy(run_dir, run)
+    reasons = reasons_of(study)
     if not run and not trial_dirs:
         raise ReportError(f"{run_dir} is not an experiment directory: it has no run.json and no "
                           "trial directories (subdirectories with a params.json)")
     trials, history, params_by_id, skipped = [], [], {}, []
-    suggested = study_params(study)
-    heard = study_epochs(study)
+    suggested = params_of(study)
+    heard = epochs_of(study)
     unstarted = sorted(p.parent for p in run_dir.glob(f"{TRIAL_DIR_PREFIX}*/error.txt")
                        if not (p.parent / "params.json").exists())
     for trial_dir in trial_dirs + unstarted:
@@ -272,48 +270,11 @@ def load_experiment(run_dir: Path) -> Experiment:
                       dict(study.user_attrs) if study is not None else {})
 
 
-def study_params(study: Any) -> dict[str, dict[str, Any]]:
-    """The hyperparameters the study suggested for each Ray trial, by trial id ({} without a
-    study): what a trial that failed before it started (Tune wrote no params.json for it, as when
-    the worker it was to reuse could not be reset) is reported with."""
-    if study is None:
-        return {}
-    return {t.user_attrs["ray_trial_id"]: dict(t.params) for t in study.get_trials(deepcopy=False)
-            if "ray_trial_id" in t.user_attrs}
-
-
-def study_epochs(study: Any) -> dict[str, dict[int, float]]:
-    """The score of each epoch the study heard, by Ray trial id, of the trials that ended ({}
-    without a study); the last study trial of a Ray trial (a retry continues it) tells."""
-    if study is None:
-        return {}
-    return {t.user_attrs["ray_trial_id"]: dict(t.intermediate_values)
-            for t in study.get_trials(deepcopy=False)
-            if "ray_trial_id" in t.user_attrs and t.user_attrs.get("reason") != "lost_in_crash"}
-
-
 def _unsynced(epochs: list[dict[str, Any]], heard: dict[int, float], trial_id: str, score: str
               ) -> list[dict[str, Any]]:
     """The epochs after the last in result.json that the study heard: rows with the score only."""
     last = epochs[-1]["epoch"] if epochs else 0
     return _epochs([{"epoch": e, score: v} for e, v in heard.items() if e > last], trial_id, score)
-
-
-def study_reasons(study: Any) -> dict[str, str]:
-    """Why each Ray trial ended, by trial id, as the run's study recorded it, "running" where it
-    has not ended ({} without a study). The last study trial of a Ray trial tells: a retry of an
-    errored trial continues it. Trials the study handed out that Ray never ran are left out."""
-    if study is None:
-        return {}
-    from optuna.trial import TrialState
-
-    reasons = {}
-    for trial in study.get_trials(deepcopy=False):
-        reason = trial.user_attrs.get("reason")
-        if "ray_trial_id" in trial.user_attrs and reason != "lost_in_crash":
-            running = trial.state == TrialState.RUNNING
-            reasons[trial.user_attrs["ray_trial_id"]] = "running" if running else reason
-    return reasons
 
 
 def failures(trial_dir: Path) -> tuple[int, str]:
@@ -325,40 +286,3 @@ def failures(trial_dir: Path) -> tuple[int, str]:
     lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
     count = sum(ln.startswith("Failure # ") for ln in lines)
     return max(count, 1), lines[-1] if lines else "error.txt is empty"
-
-
-def load_study(run_dir: Path, run: dict[str, Any]) -> tuple[Any, str]:
-    """The run's Optuna study copied into memory, or (None, a note saying why there is none).
-
-    The journal is read from a copy: RUN_DIR may be read-only or still written by a running tune.
-    """
-    # "storage": the key's name in runs made before it was called study_file
-    path = run_dir / str(run.get("study_file") or run.get("storage") or STUDY_FILE)
-    if not path.is_file():
-        return None, f"no Optuna study ({path.name} is missing)"
-    import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-    from optuna.trial import TrialState
-
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        with tempfile.TemporaryDirectory(prefix="report-") as tmp, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            copy = Path(tmp) / path.name
-            shutil.copyfile(path, copy)
-            source = optuna.load_study(study_name=run.get("study_name"),
-                                       storage=JournalStorage(JournalFileBackend(str(copy))))
-            study = optuna.create_study(study_name=source.study_name,
-                                        directions=source.directions)
-            done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-            study.add_trials(source.get_trials(deepcopy=False, states=done))
-            for key, value in source.user_attrs.items():
-                study.set_user_attr(key, value)
-    except Exception as err:  # a broken or foreign journal costs the study figures, not the report
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        return None, f"cannot load the Optuna study from {path.name}: {first}"
-    finally:
-        optuna.logging.set_verbosity(verbosity)
-    return study, ""

@@ -16,7 +16,7 @@ import pandas as pd
 
 from results.experiment import Experiment
 from results.metric import Score
-from results.rundir import write_atomic
+from trainables.rundir import write_atomic
 
 
 def captions(score: Score) -> dict[str, str]:

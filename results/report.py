@@ -19,10 +19,10 @@ import pandas as pd
 
 from results.confirmation import confirmation_table, stats
 from results.experiment import ReportError, load_experiment
-from results.cli import HelpFormatter, fail
+from trainables.cli import HelpFormatter, fail
 from results.figures import write_figures
 from results.leaderboard import best_config, format_top, leaderboard
-from results.rundir import (BEST_CONFIG_FILE, CONFIRMATION_FILE, FIGURES_DIR, HISTORY_FILE,
+from trainables.rundir import (BEST_CONFIG_FILE, CONFIRMATION_FILE, FIGURES_DIR, HISTORY_FILE,
                             LEADERBOARD_FILE, REPORT_FILE, RUN_FILE, STUDY_FILE, SUMMARY_FILE,
                             write_atomic, write_json, write_text)
 from results.summary import report_html, summary_markdown

@@ -17,7 +17,7 @@ from results.experiment import Experiment
 from results.figures import FIGURES, captions
 from results.leaderboard import display_table, hyperparameter_columns, varying
 from results.metric import Score
-from results.rundir import BEST_CONFIG_FILE, FINAL_DIR, FINAL_METRICS_FILE
+from trainables.rundir import BEST_CONFIG_FILE, FINAL_DIR, FINAL_METRICS_FILE
 
 TOP = 10  # rows of the leaderboard shown in the summary and the report
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import optuna
 
-from results.cli import UsageError
+from trainables.cli import UsageError
 
 
 @dataclass(frozen=True)

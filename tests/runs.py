@@ -16,7 +16,7 @@ import pytest
 from optuna.trial import TrialState
 
 from results.experiment import load_experiment, read_results
-from tuning.search import study_storage
+from results.study import journal as study_journal
 
 RUN = [sys.executable, "-m", "tuning.run"]
 
@@ -130,7 +130,7 @@ def trial_results(run_dir):
 
 
 def load_study(run_dir):
-    return optuna.load_study(study_name=Path(run_dir).name, storage=study_storage(Path(run_dir)))
+    return optuna.load_study(study_name=Path(run_dir).name, storage=study_journal(Path(run_dir)))
 
 
 def journal(run_dir):
@@ -240,7 +240,7 @@ def assert_raced_confirmed_and_reported(run_dir, baseline, column, budget):
     run = json.loads((run_dir / "run.json").read_text())
     assert run["status"] == "finished" and run["metric"] == column
     study = optuna.load_study(study_name=run["study_name"],
-                              storage=study_storage(run_dir))
+                              storage=study_journal(run_dir))
     first = study.trials[0]
     assert first.user_attrs["baseline"] is True
     assert {k: first.params[k] for k in first.params} == {

@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from results.cli import fail  # noqa: E402
-from results.rundir import FIGURES_DIR, REPORT_FILE, write_atomic  # noqa: E402
+from trainables.cli import fail  # noqa: E402
+from trainables.rundir import FIGURES_DIR, REPORT_FILE, write_atomic  # noqa: E402
 
 PROG = "python tests/screenshot_report.py"
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -21,7 +21,7 @@ from results.metric import Score
 from runs import assert_raced_confirmed_and_reported, run_cli, trial_results
 from trainables.task import load_task
 from tuning.run import main
-from tuning.search import study_storage
+from results.study import journal
 
 pytestmark = pytest.mark.slow
 EXAMPLES = ROOT / "examples"
@@ -109,7 +109,7 @@ def test_the_study_holds_what_asha_did_and_the_reports_agree(diabetes):
     and trials that ran all epochs as COMPLETE with their last epoch's score; the leaderboard,
     the trials' rows and the cost line agree with it."""
     _, run_dir = diabetes
-    study = optuna.load_study(study_name="dia", storage=study_storage(run_dir))
+    study = optuna.load_study(study_name="dia", storage=journal(run_dir))
     states = Counter(t.state for t in study.trials)
     assert len(study.trials) == 8
     assert states[TrialState.PRUNED] >= 1 and states[TrialState.COMPLETE] >= 1, states

@@ -158,8 +158,10 @@ def test_downloaded_by_torchvision(tmp_path, monkeypatch, splits, write_dataset)
 
 
 @pytest.mark.parametrize("partial", [False, True])
-def test_not_found_and_download_fails(tmp_path, monkeypatch, splits, write_dataset, partial):
-    """Nothing found, download failed: one-line DataError naming dirs and fixes; no leftovers."""
+def test_not_found_and_download_fails(tmp_path, monkeypatch, splits, write_dataset, partial,
+                                      default_dir):
+    """Nothing found in the default data dir or the system copy, download failed: one-line
+    DataError naming dirs and fixes; no leftovers."""
     served = gz_files(tmp_path, splits, write_dataset) if partial else {}
     if partial:  # the first file arrives, the second fails
         first = datasets.FashionMNIST.resources[0][0]
@@ -168,8 +170,7 @@ def test_not_found_and_download_fails(tmp_path, monkeypatch, splits, write_datas
                              *datasets.FashionMNIST.resources[1:]])
         served = {first: served[first]}
     asked = serve(monkeypatch, served)
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
+    data_dir = default_dir
     system = tmp_path / "system"
     with pytest.raises(DataError) as caught:
         load_dataset("fashion_mnist", data_dir, system_dirs=(system,))

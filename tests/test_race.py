@@ -21,7 +21,8 @@ from search_spaces import SPACES, baseline_params
 from trainables.task import load_task
 from tuning.race import Race
 from tuning.scheduler import RaceScheduler
-from tuning.search import SearchPlan, StudySearch, by_ray_trial, study_storage
+from results.study import by_ray_trial, journal
+from tuning.search import SearchPlan, StudySearch
 
 TESTS = Path(__file__).resolve().parent
 # tuning.run with the test spaces of race_spaces registered beside the project's own
@@ -36,7 +37,7 @@ def run_cli(*args, timeout=300):
 
 
 def load_study(run_dir):
-    return optuna.load_study(study_name=Path(run_dir).name, storage=study_storage(Path(run_dir)))
+    return optuna.load_study(study_name=Path(run_dir).name, storage=journal(Path(run_dir)))
 
 
 class FakeTrial:
@@ -68,7 +69,7 @@ def test_compared_values_take_turns_and_trial_0_is_the_baseline(tmp_path):
     for n in range(1, 13):
         counts = Counter(c["optimizer"] for c in configs[:n])
         assert abs(counts["sgd"] - counts["adam"]) <= 1, (n, counts)
-    study = optuna.load_study(study_name="s", storage=study_storage(tmp_path))
+    study = optuna.load_study(study_name="s", storage=journal(tmp_path))
     assert study.trials[0].user_attrs == {"baseline": True, "ray_trial_id": "t0"}
 
 
@@ -88,7 +89,7 @@ def test_each_lane_begins_at_the_spaces_starting_config(tmp_path):
     assert configs[2] == {**starts[0], "epochs": 12}
     later = [{k: c[k] for k in starts[0] if k in c} for c in configs[3:]]
     assert not any(c in starts for c in later)
-    study = optuna.load_study(study_name="s", storage=study_storage(tmp_path))
+    study = optuna.load_study(study_name="s", storage=journal(tmp_path))
     assert [t.user_attrs.get("start") for t in study.trials[:4]] == [None, 1, 0, None]
     assert study.user_attrs["starts"] == 2
 
@@ -121,7 +122,7 @@ def test_asha_prunes_a_trial_it_stops_before_the_end_of_its_course(tmp_path):
     assert report("cut", 1, 0.3, 4) == "CONTINUE"
     assert report("cut", 2, 0.5, 4) == "STOP"  # below the cut-off, 2 epochs before its end
     trials = {t.user_attrs["ray_trial_id"]: t
-              for t in optuna.load_study(study_name="s", storage=study_storage(tmp_path)).trials}
+              for t in optuna.load_study(study_name="s", storage=journal(tmp_path)).trials}
     assert trials["cut"].state == TrialState.PRUNED
     assert trials["cut"].user_attrs["reason"] == "stopped_by_asha"
     assert trials["short"].state == TrialState.COMPLETE and trials["short"].value == 0.6

@@ -2,7 +2,7 @@
 
 import pytest
 
-from results.cli import UsageError
+from trainables.cli import UsageError
 from search_spaces import SPACES, baseline_params, compare_choices, get_space
 from trainables.task import TaskError, load_task
 

@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from results.cli import UsageError
+from trainables.cli import UsageError
 from search_spaces import get_space
 from trainables.data import default_data_dir
 from trainables.task import load_task

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from results.rundir import BEST_CONFIG_FILE, LEADERBOARD_FILE, RUN_FILE, STUDY_FILE
+from trainables.rundir import BEST_CONFIG_FILE, LEADERBOARD_FILE, RUN_FILE, STUDY_FILE
 
 pytestmark = pytest.mark.slow
 

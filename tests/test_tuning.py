@@ -21,7 +21,8 @@ from trainables.loop import Trainer
 from trainables.task import load_task
 from trainables.trainable import TrialData
 from tuning.run import main
-from tuning.search import SearchPlan, StudySearch, study_storage
+from results.study import journal
+from tuning.search import SearchPlan, StudySearch
 
 TASK = load_task()
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +47,7 @@ def test_study_search_maps_trial_endings_to_states(tmp_path):
     search.on_trial_complete("bad", None, error=True)
     search.on_trial_complete("nan", {**row, "epoch": 1, "val_accuracy": 0.1, "diverged": True})
     search.on_trial_complete("cut", {**row, "epoch": 1, "val_accuracy": 0.4})
-    study = optuna.load_study(study_name="s", storage=study_storage(tmp_path))
+    study = optuna.load_study(study_name="s", storage=journal(tmp_path))
     trials = {t.user_attrs["ray_trial_id"]: t for t in study.trials}
     assert trials["done"].state == TrialState.COMPLETE and trials["done"].value == 0.7
     assert trials["done"].intermediate_values == {1: 0.5, 2: 0.8, 3: 0.7}
@@ -76,7 +77,7 @@ def test_restore_fails_trials_lost_in_a_crash(tmp_path):
     assert isinstance(restored.suggest("next"), dict)  # the lost trial's sample, drawn again
     restored.on_trial_result("newer", {**row, "epoch": 1})
     restored.on_trial_result("done", {**row, "epoch": 3, "val_accuracy": 0.9})
-    study = optuna.load_study(study_name="s", storage=study_storage(tmp_path))
+    study = optuna.load_study(study_name="s", storage=journal(tmp_path))
     trials = {t.user_attrs["ray_trial_id"]: t for t in study.trials}
     assert [t.state for t in study.trials] == [TrialState.RUNNING, TrialState.COMPLETE,
                                                TrialState.RUNNING, TrialState.FAIL,
@@ -108,7 +109,7 @@ def test_errored_trial_run_again_becomes_a_new_study_trial(tmp_path):
     for epoch, acc in [(2, 0.7), (3, 0.75)]:  # resumed from its epoch-1 checkpoint
         search.on_trial_result("t", {**row, "epoch": epoch, "val_accuracy": acc})
     search.on_trial_complete("t", {**row, "epoch": 3, "val_accuracy": 0.75})
-    failed, retry = optuna.load_study(study_name="s", storage=study_storage(tmp_path)).trials
+    failed, retry = optuna.load_study(study_name="s", storage=journal(tmp_path)).trials
     assert failed.state == TrialState.FAIL and failed.intermediate_values == {1: 0.6}
     assert retry.state == TrialState.COMPLETE and retry.value == 0.75
     assert retry.intermediate_values == {1: 0.6, 2: 0.7, 3: 0.75}
@@ -448,5 +449,5 @@ def test_warm_start_seeds_tpe_with_an_earlier_runs_trials(tmp_path):
     warm, cold = first_lrs(tmp_path / "warm", earlier), first_lrs(tmp_path / "cold", None)
     near = [np.mean([abs(np.log(lr / 0.05)) < np.log(2) for lr in lrs]) for lrs in (warm, cold)]
     assert near[0] > 0.6 and near[0] > near[1] + 0.25, (near, warm, cold)
-    study = optuna.load_study(study_name="s", storage=study_storage(tmp_path / "warm"))
+    study = optuna.load_study(study_name="s", storage=journal(tmp_path / "warm"))
     assert study.user_attrs["warm_start"] == 30

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from trainables.cli import ConfigError
+
 
 # what best_config.json holds beside the config: the task it trains, the trial it comes from, the
 # run's metric and its confirmed score (val_<metric>, val_<metric>_sd, seeds); best_epoch and
@@ -23,10 +25,6 @@ BOOKKEEPING_KEYS = ("task", "trial_id", "metric", "mode", "seeds", "best_epoch",
 # "baseline": true, a confirmation run "confirms": the id of the search trial it trains again
 BASELINE, CONFIRMS = "baseline", "confirms"
 TRIAL_KEYS = (BASELINE, CONFIRMS)
-
-
-class ConfigError(ValueError):
-    """A configuration a user wrote that cannot be trained; the message is one line."""
 
 
 @dataclass

@@ -9,13 +9,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from functools import partial
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 from torch.optim import lr_scheduler
 
-from trainables.config import ConfigError, TrainConfig
+from trainables.cli import ConfigError
+
+if TYPE_CHECKING:
+    from trainables.config import TrainConfig
 
 # name: (class, the TrainConfig fields it takes beside lr and weight_decay)
 OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], tuple[str, ...]]] = {
@@ -26,7 +30,7 @@ OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], tuple[str, ...]]] = {
     "adagrad": (torch.optim.Adagrad, ()),
 }
 
-Schedule = Callable[[torch.optim.Optimizer, TrainConfig], lr_scheduler.LRScheduler]
+Schedule = Callable[[torch.optim.Optimizer, "TrainConfig"], lr_scheduler.LRScheduler]
 SCHEDULES: dict[str, Schedule | None] = {  # stepped once per epoch; "none": a constant lr
     "none": None,
     "step": lambda opt, c: lr_scheduler.StepLR(opt, step_size=c.step_size, gamma=c.gamma),

@@ -32,6 +32,7 @@ from typing import Any
 
 from torch.nn import functional as F
 
+from trainables.cli import first_line
 from trainables.metrics import BUILTIN, MODES, Metric
 
 BUILTIN_TASKS = "trainables.tasks"  # the package of the built-in tasks, each found by its name
@@ -102,8 +103,8 @@ def source(module: ModuleType) -> tuple[Path, str]:
 
 def describe(err: BaseException) -> str:
     """An exception as one line: its type and the first line of its message."""
-    text = str(err).strip()
-    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
+    text = first_line(err)
+    return text if text == type(err).__name__ else f"{type(err).__name__}: {text}"
 
 
 @dataclass(frozen=True)

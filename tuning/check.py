@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from results.cli import UsageError, fail
+from trainables.cli import UsageError, fail
 from search_spaces import Space, baseline_params, compare_choices, describe_parameters, get_space
 from trainables.config import KEYS, TRIAL_KEYS, ConfigError, TrainConfig, parse_config
 from trainables.data import DataError, Part, for_tuning, head, is_pair, size
@@ -34,7 +34,7 @@ from trainables.loop import Feed, evaluate, inputs, seed_everything
 from trainables.metrics import batch_total
 from trainables.optim import training_loss
 from trainables.task import Task, TaskError, describe, load_task, shown
-from tuning.progress import asha_epochs
+from tuning.progress import asha_epochs, duration
 from tuning.settings import SMOKE_SAMPLES, Settings, parse_args, resolve
 
 PROG = "python -m tuning.check"
@@ -286,10 +286,6 @@ def estimate(checked: Checked, s: Settings) -> tuple[float, float, int]:
     return epochs, epochs * checked.epoch_seconds() / at_once, at_once
 
 
-def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
-
-
 def data_folder(task: Task, data_dir: str) -> str:
     """Where the task's data are read from: for a built-in dataset the folder its files were
     found in (the system's copy, where the default data directory has none), else the folder
@@ -312,7 +308,7 @@ def summary(checked: Checked, s: Settings) -> str:
             f"{task.metric.better}.\n"
             f"{checked.samples_per_second:,.0f} training samples/s on {s.cpus_per_trial:g} CPU: "
             f"about {checked.epoch_seconds():.2g} s an epoch, {epochs:.0f} epochs expected, about "
-            f"{_minutes(seconds)} of training at {at_once} trial{'s' if at_once > 1 else ''} at "
+            f"{duration(seconds)} of training at {at_once} trial{'s' if at_once > 1 else ''} at "
             f"once; {checked.shipped_mb:.1f} MB shipped to each worker.")
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from results.rundir import TRIAL_DIR_PREFIX
+from trainables.rundir import TRIAL_DIR_PREFIX
 from tuning.storage import Trials
 
 CHECKPOINT_PREFIX = "checkpoint_"  # Tune's name for a trial's checkpoint directories

@@ -53,7 +53,7 @@ def confirm(s: Settings, run_dir: Path, trials: Trials, run: dict, checked: Any,
     """Train the best config of each compared choice again with more seeds, a look at a time
     (tuning.confirm)."""
     from results.confirmation import looks_of
-    from results.rundir import CONFIRM_DIR
+    from trainables.rundir import CONFIRM_DIR
     from tuning.checkpoints import drop_ended
     from tuning.confirm import Looks, build_confirmation, candidates_of, finished
     from tuning.progress import Progress

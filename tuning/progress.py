@@ -16,7 +16,8 @@ from trainables.config import TRIAL_KEYS
 HIDDEN = {*TRIAL_KEYS, "seed", "epochs"}
 
 
-def _minutes(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """Seconds as the console says them: '45 s', or '12 min' from a minute and a half."""
     return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
@@ -76,7 +77,7 @@ class Progress(Callback):
         left = ((total - len(ended) - len(running)) * per_trial
                 + sum(max(1.0, per_trial - e) for e in running))
         pace = (time.monotonic() - self._started) / max(1, epochs)
-        eta = f", about {_minutes(pace * left)} left" if len(ended) < total else ""
+        eta = f", about {duration(pace * left)} left" if len(ended) < total else ""
         self._say(f"[{self.label}] {len(ended)} of {total} trials ended, {epochs} epochs run"
                   f"{best}{eta}")
         self._running.pop(getattr(trial, "trial_id", None), None)

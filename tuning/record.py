@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from results.cli import UsageError
-from results.rundir import RUN_FILE, SOURCES_DIR, STUDY_FILE, write_json, write_text
+from trainables.cli import UsageError
+from trainables.rundir import RUN_FILE, SOURCES_DIR, STUDY_FILE, write_json, write_text
 from search_spaces import Space
 from trainables.task import Task, shown
 from tuning import storage

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from results.cli import UsageError, fail
-from results.rundir import (BEST_CONFIG_FILE, FINAL_DIR, FINAL_METRICS_FILE, REPORT_FILE,
+from trainables.cli import UsageError, fail
+from trainables.rundir import (BEST_CONFIG_FILE, FINAL_DIR, FINAL_METRICS_FILE, REPORT_FILE,
                             RUN_FILE, STUDY_FILE)
 from search_spaces import SPACES, Space, describe_parameters, get_space
 from tuning import record
@@ -233,7 +233,7 @@ def tune(space: str, *, task: str | None = None, data_dir: str | Path | None = N
     """
     import json
 
-    from results.rundir import LEADERBOARD_FILE, RUN_FILE, SUMMARY_FILE
+    from trainables.rundir import LEADERBOARD_FILE, RUN_FILE, SUMMARY_FILE
 
     args = parse_args(PROG, "", [])
     unknown = sorted(set(flags) - set(vars(args)) - {"list_spaces"})

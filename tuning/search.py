@@ -34,7 +34,9 @@ from ray.tune.search import Searcher
 
 from results.metric import Score
 from results.race import dropped_because, settled_because
-from results.rundir import STUDY_FILE
+from results.study import (COMPLETED, DIVERGED, DROPPED, ERRORED, LOST, RAY_TRIAL_ID, REASON,
+                           RETRY_OF, SETTLED, START, STARTED, STOPPED, STOPPED_EARLY, WARM_START,
+                           by_ray_trial, journal)
 from search_spaces import get_space
 from trainables.config import BASELINE
 from tuning.proposals import lane_space, propose, startup_trials
@@ -42,13 +44,6 @@ from tuning.race import Race
 
 logger = logging.getLogger(__name__)
 ENDED = (TrialState.COMPLETE, TrialState.PRUNED)  # a trial Ray must not run again
-# the study trial's user attributes: the Ray trial it is, why it ended, the trial it retries, the
-# space's starting config it tries (its index in STARTS)
-RAY_TRIAL_ID, REASON, RETRY_OF, START = "ray_trial_id", "reason", "retry_of", "start"
-LOST = "lost_in_crash"  # the reason of a trial the study handed out that Ray never knew
-# the study's user attributes: the lanes the race dropped, when the search settled, the run it
-# started warm from, the space's starting configs tried
-DROPPED, SETTLED, WARM_START, STARTED = "dropped", "settled", "warm_start", "starts"
 # where a run being restored lies now: tuner.pkl and the searcher's snapshots hold the run
 # directory it was started in, and a run directory may have been moved since
 _restoring_at: contextvars.ContextVar[Path | None] = contextvars.ContextVar("restoring_at",
@@ -71,27 +66,11 @@ def define_trial(space: str, max_epochs: int, trial: optuna.Trial) -> dict[str, 
     return get_space(space).define(trial, max_epochs) or {}
 
 
-def study_storage(run_dir: Path) -> optuna.storages.JournalStorage:
-    """The study's journal file in the run directory, which optuna-dashboard opens as it is."""
-    return optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(Path(run_dir) / STUDY_FILE)))
-
-
-def by_ray_trial(study: optuna.Study) -> dict[str, FrozenTrial]:
-    """Each Ray trial's last study trial (a retry of an errored trial continues it under the same
-    Ray id); trials lost in a crash, which Ray never ran, are left out."""
-    last = {}
-    for trial in study.get_trials(deepcopy=False):
-        if RAY_TRIAL_ID in trial.user_attrs and trial.user_attrs.get(REASON) != LOST:
-            last[trial.user_attrs[RAY_TRIAL_ID]] = trial
-    return last
-
-
 def ended_trials(run_dir: Path, study_name: str) -> tuple[set[str], int, set[str]]:
     """The Ray trials the study saw end, how many of its trials are still running, and the Ray
     trials that ended errored (not run again since). After a Ctrl-C or the time budget, Tune lists
     the trials it interrupted as terminated; the study knows better."""
-    study = optuna.load_study(study_name=study_name, storage=study_storage(run_dir))
+    study = optuna.load_study(study_name=study_name, storage=journal(run_dir))
     last = by_ray_trial(study)
     running = sum(t.state == TrialState.RUNNING for t in last.values())
     ended = {rid for rid, t in last.items() if t.state != TrialState.RUNNING}
@@ -101,7 +80,7 @@ def ended_trials(run_dir: Path, study_name: str) -> tuple[set[str], int, set[str
 def search_done(run_dir: Path, study_name: str, num_samples: int) -> bool:
     """Every trial the search planned has ended, or it settled before its budget and every
     trial it started has ended."""
-    study = optuna.load_study(study_name=study_name, storage=study_storage(run_dir))
+    study = optuna.load_study(study_name=study_name, storage=journal(run_dir))
     last = by_ray_trial(study)
     if any(t.state == TrialState.RUNNING for t in last.values()):
         return False
@@ -167,7 +146,7 @@ class StudySearch(Searcher):
         self._run_dir = _restoring_at.get() or self._run_dir
         self._spaces: dict[Any, dict[str, Any]] = {}  # compared value -> its lane's space
         self._study = optuna.create_study(
-            study_name=self._study_name, storage=study_storage(self._run_dir),
+            study_name=self._study_name, storage=journal(self._run_dir),
             direction="maximize" if self.plan.mode == "max" else "minimize",
             sampler=optuna.samplers.RandomSampler(seed=self.plan.seed), load_if_exists=True)
         self._live: dict[str, optuna.Trial] = {}  # Ray id -> the study trial it reports to
@@ -198,7 +177,7 @@ class StudySearch(Searcher):
                                      or item[1].datetime_start):
             if frozen.state in ENDED or frozen.state == TrialState.FAIL:
                 self.race.finish(ray_id, frozen.intermediate_values,
-                                 frozen.user_attrs.get(REASON) == "completed")
+                                 frozen.user_attrs.get(REASON) == COMPLETED)
         attrs = self._study.user_attrs
         for key, drop in attrs.get(DROPPED, {}).items():
             if key in self.race.lanes:
@@ -367,17 +346,17 @@ class StudySearch(Searcher):
         trial, values = self._live.pop(trial_id), self._values[trial_id]
         last = values[max(values)] if values else None
         if error:
-            state, value, reason = TrialState.FAIL, None, "errored"
+            state, value, reason = TrialState.FAIL, None, ERRORED
         elif result and result.get("diverged"):
-            state, value, reason = TrialState.PRUNED, None, "diverged"
+            state, value, reason = TrialState.PRUNED, None, DIVERGED
         elif trial_id in self._stops:
-            state, value, reason = TrialState.PRUNED, None, "stopped_by_asha"
+            state, value, reason = TrialState.PRUNED, None, STOPPED
         elif result and result.get("epoch", 0) >= result.get("epochs_planned", math.inf):
-            state, value, reason = TrialState.COMPLETE, last, "completed"
+            state, value, reason = TrialState.COMPLETE, last, COMPLETED
         else:  # e.g. --max-epochs below the epochs the space planned
-            state, value, reason = TrialState.PRUNED, None, "stopped_early"
+            state, value, reason = TrialState.PRUNED, None, STOPPED_EARLY
         if state == TrialState.COMPLETE and value is None:  # no finite score at its last epoch
-            state, reason = TrialState.PRUNED, "diverged"
+            state, reason = TrialState.PRUNED, DIVERGED
         try:
             trial.set_user_attr(REASON, reason)
             self._study.tell(trial, value, state=state)
@@ -385,7 +364,7 @@ class StudySearch(Searcher):
             logger.warning("could not record trial %s in the study: %s", trial_id, err)
         if state in ENDED:
             self._ended[trial_id] = max(values, default=0)
-        self.race.finish(trial_id, values, reason == "completed")
+        self.race.finish(trial_id, values, reason == COMPLETED)
         self._judge_race()
 
     def _judge_race(self) -> None:

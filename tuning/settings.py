@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from results.cli import HelpFormatter, UsageError
+from trainables.cli import HelpFormatter, UsageError
 from search_spaces import Space
 
 

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from results.cli import UsageError
-from results.rundir import TRIAL_DIR_PREFIX, write_atomic
+from trainables.cli import UsageError, first_line
+from trainables.rundir import TRIAL_DIR_PREFIX, write_atomic
 
 LOCAL_ROOT = "runs"  # where a run whose trials are in a bucket keeps its study and reports
 PULLED = ("params.json", "result.json", "error.txt")  # what the reports read of a trial
@@ -91,7 +91,7 @@ def open_uri(uri: str) -> tuple[Any, str]:
     try:
         filesystem, path = pyarrow.fs.FileSystem.from_uri(uri)
     except (ValueError, OSError, ImportError) as err:
-        raise UsageError(f"--storage-path {uri}: {_first_line(err)}") from None
+        raise UsageError(f"--storage-path {uri}: {first_line(err)}") from None
     if isinstance(filesystem, pyarrow.fs.LocalFileSystem):
         raise UsageError(f"--storage-path {uri}: give a local folder as a path, not a URI")
     path = path.rstrip("/")
@@ -102,17 +102,13 @@ def open_uri(uri: str) -> tuple[Any, str]:
         filesystem.delete_file(marker)
     except OSError as err:
         raise UsageError(f"cannot write to --storage-path {shown(uri)}: "
-                         f"{_first_line(err)}") from None
+                         f"{first_line(err)}") from None
     return filesystem, path
 
 
 def shown(uri: str) -> str:
     """The URI without its query (endpoint and scheme), for messages."""
     return uri.split("?", 1)[0]
-
-
-def _first_line(err: Exception) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
 def at(run_dir: Path, uri: str | None) -> Trials:

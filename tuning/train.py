@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from results.cli import HelpFormatter, UsageError, fail
-from results.rundir import (BEST_CONFIG_FILE, FINAL_DIR, FINAL_METRICS_FILE, RUN_FILE, write_atomic,
+from trainables.cli import HelpFormatter, UsageError, fail
+from trainables.rundir import (BEST_CONFIG_FILE, FINAL_DIR, FINAL_METRICS_FILE, RUN_FILE, write_atomic,
                             write_json)
 from trainables.config import ConfigError, TrainConfig, bookkeeping, parse_config
 from trainables.data import DataError, concat, default_data_dir, size

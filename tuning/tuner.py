@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from search_spaces import Space
-from results.cli import UsageError
 from results.metric import Score
-from results.rundir import TRIAL_DIR_PREFIX
+from trainables.cli import UsageError, first_line
+from trainables.rundir import TRIAL_DIR_PREFIX
 from trainables.task import Task
 from tuning.record import storage_dir
 from tuning.settings import Settings
@@ -42,7 +42,7 @@ def join_or_start(address: str | None, verbose: bool = False) -> None:
                 THREAD_TIMEOUT: os.environ.get(THREAD_TIMEOUT, "60")}})
         except Exception as err:  # ray raises ConnectionError, RuntimeError, ValueError here
             raise UsageError(f"cannot join the Ray cluster at {address}: "
-                             f"{str(err).strip().splitlines()[0]}") from None
+                             f"{first_line(err)}") from None
     else:
         # "local": always a fresh instance, never a cluster some other process left running
         ray.init(address="local", include_dashboard=False, logging_level=level)

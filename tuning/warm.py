@@ -11,8 +11,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from results.cli import UsageError
-from results.rundir import RUN_FILE, STUDY_FILE
+from trainables.cli import UsageError
+from trainables.rundir import RUN_FILE, STUDY_FILE
 
 
 def _record(run_dir: Path) -> dict[str, Any]:

@@ -1,7 +1,7 @@
-"""What every command shares: one-line errors with argparse's exit code, and help that states each
-default once.
-
-It lives in results/ so that results.report can use it without importing tuning/.
+"""What every command shares: a user's mistake as one line with argparse's exit code, and help
+that states each default once. The errors of what a user writes (ConfigError, DataError,
+TaskError) are trainables'; this module, which imports nothing of the project, is below every
+package, so that each command uses it.
 """
 
 from __future__ import annotations
@@ -15,6 +15,16 @@ EXIT_USAGE = 2  # argparse's code for a user's mistake
 
 class UsageError(Exception):
     """A mistake the user can fix; main() prints it as one line and exits with code 2."""
+
+
+class ConfigError(ValueError):
+    """A configuration a user wrote that cannot be trained; the message is one line."""
+
+
+def first_line(err: BaseException) -> str:
+    """An exception as one line of a message: the first line of its text, else its type's name."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def fail(prog: str, message: str) -> NoReturn:

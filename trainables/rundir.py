@@ -1,7 +1,7 @@
 """The run directory: the names of the files in it, and writes that never leave half a file.
 
-Shared by tuning/ (which writes a run) and results/ (which reads and reports on it); it lives in
-results/ because tuning imports results and never the other way round.
+Shared by tuning/ (which writes a run), results/ (which reads and reports on it) and the trainable
+(which writes a trial's checkpoints); it imports nothing of the project.
 
     RUN_DIR/
         run.json             RUN_FILE: the run's settings and status (tuning.run)
