@@ -6,7 +6,7 @@ recipe's real searcher and scheduler in simulated time (benchmarks/replay.py).
     python benchmarks/searchers.py --repeat 10 --recipes ours equal optuna
 
 The recipes, each with 24 trials of up to 12 epochs, 2 at a time:
-  ours     tuning.search.StudySearch and tuning.scheduler.RaceScheduler as a run has them: TPE per
+  ours     tuning.searcher.StudySearch and tuning.scheduler.RaceScheduler as a run has them: TPE per
            lane, the baseline as trial 0, each lane started at the space's STARTS, the adaptive
            race, the settled stop; then the confirmation's looks (tuning.confirm.Looks) on further
            seeds of the table (--no-starts: without the starts)
@@ -76,7 +76,7 @@ def ours(table: Table, values: tuple[str, ...], baseline: dict | None, seed: int
     import search_spaces
     from search_spaces import Budget, Space
     from tuning.scheduler import RaceScheduler
-    from tuning.search import SearchPlan, StudySearch
+    from tuning.searcher import SearchPlan, StudySearch
 
     name = f"bench_{'_'.join(values)}"
     search_spaces.SPACES[name] = Space(name, "benchmark", "?", "optimizer",

@@ -56,7 +56,7 @@ class Experiment:
     study: Any = None  # the run's Optuna study, in memory (finished trials), or None
     study_note: str = ""  # why there is no study
     search: dict[str, Any] = field(default_factory=dict)  # the study's record of the race
-    # (tuning.search: the values dropped, when the search settled, the trials it started from)
+    # (tuning.searcher: the values dropped, when the search settled, the trials it started from)
 
     @property
     def score(self) -> Score:

@@ -1,5 +1,5 @@
 """The run's Optuna study, read in one place: the attributes the search writes on it
-(tuning.search) and what they say of each Ray trial.
+(tuning.searcher) and what they say of each Ray trial.
 
 A Ray trial is one study trial, or more where --resume retried an errored one (the retry is a new
 study trial with the same Ray id, RETRY_OF the one it retries): its last study trial tells.

@@ -118,7 +118,7 @@ def test_a_task_file_on_two_nodes_trials_in_a_bucket_a_worker_and_the_driver_kil
     args = ["--space", task, *[f"--{k.replace('_', '-')}={v}" for k, v in budget.items()],
             "--full-budget",
             "--data-dir", tmp_path / "mnist", "--storage-path", s3_bucket, "--name", "cluster"]
-    # the search asks Tune for a trial per slot at once (tuning.tuner.start_trials_together), so
+    # the search asks Tune for a trial per slot at once (tuning.cluster.start_trials_together), so
     # that each node's CPU gets one, whichever starts its worker first; Tune writes its state to
     # the bucket every second (10 s or more by default), so that the kill finds it there
     env = {**{k: v for k, v in os.environ.items() if k != "TUNE_MAX_PENDING_TRIALS_PG"},

@@ -10,7 +10,7 @@ import pytest
 
 from search_spaces import SPACES
 from tuning.proposals import lane_space, propose, startup_trials
-from tuning.search import define_trial
+from tuning.searcher import define_trial
 
 
 def test_startup_is_a_quarter_of_a_pools_trials_and_one_a_tuned_hyperparameter():

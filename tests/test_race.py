@@ -22,7 +22,7 @@ from trainables.task import load_task
 from tuning.race import Race
 from tuning.scheduler import RaceScheduler
 from results.study import by_ray_trial, journal
-from tuning.search import SearchPlan, StudySearch
+from tuning.searcher import SearchPlan, StudySearch
 
 TESTS = Path(__file__).resolve().parent
 # tuning.run with the test spaces of race_spaces registered beside the project's own

@@ -22,7 +22,7 @@ from trainables.task import load_task
 from trainables.trainable import TrialData
 from tuning.run import main
 from results.study import journal
-from tuning.search import SearchPlan, StudySearch
+from tuning.searcher import SearchPlan, StudySearch
 
 TASK = load_task()
 ROOT = Path(__file__).resolve().parents[1]
@@ -199,19 +199,19 @@ def test_tune_queues_a_trial_for_every_slot_of_the_cluster(local_ray, tmp_path, 
     from ray.tune.execution.tune_controller import _get_max_pending_trials
     from ray.tune.search import SearchGenerator
 
-    from tuning import tuner
+    from tuning import cluster
 
-    monkeypatch.delenv(tuner.MAX_PENDING, raising=False)
-    monkeypatch.setattr(tuner, "USER_PENDING", None)
+    monkeypatch.delenv(cluster.MAX_PENDING, raising=False)
+    monkeypatch.setattr(cluster, "USER_PENDING", None)
     search = SearchGenerator(new_search(tmp_path))
     assert _get_max_pending_trials(search) == 1  # Tune's own choice, on a cluster of 2 CPUs
     for cpus, most, slots in [(1.0, None, 2), (0.5, None, 4), (0.5, 3, 3), (2.0, None, 1)]:
-        tuner.start_trials_together(SimpleNamespace(cpus_per_trial=cpus, gpus_per_trial=0,
+        cluster.start_trials_together(SimpleNamespace(cpus_per_trial=cpus, gpus_per_trial=0,
                                                     max_concurrent=most))
         assert _get_max_pending_trials(search) == slots, (cpus, most)
-    monkeypatch.setenv(tuner.MAX_PENDING, "7")
-    monkeypatch.setattr(tuner, "USER_PENDING", "7")
-    tuner.start_trials_together(SimpleNamespace(cpus_per_trial=1.0, gpus_per_trial=0,
+    monkeypatch.setenv(cluster.MAX_PENDING, "7")
+    monkeypatch.setattr(cluster, "USER_PENDING", "7")
+    cluster.start_trials_together(SimpleNamespace(cpus_per_trial=1.0, gpus_per_trial=0,
                                                 max_concurrent=None))
     assert _get_max_pending_trials(search) == 7
 

@@ -7,7 +7,7 @@ Shared by tuning/ (which writes a run), results/ (which reads and reports on it)
         run.json             RUN_FILE: the run's settings and status (tuning.run)
         sources/             SOURCES_DIR: copies of the task's (task.py) and the space's (space.py)
                              files as the run started, which a resume compares the files with
-        optuna.journal       STUDY_FILE: the Optuna study (tuning.search)
+        optuna.journal       STUDY_FILE: the Optuna study (tuning.searcher)
         trial_<id>/          TRIAL_DIR_PREFIX and Ray's trial id: params.json, result.json, ...
         confirm/             CONFIRM_DIR: the confirmation runs, Ray trials of their own
                              (with the trials in a bucket, tuning.storage: their copied results)

@@ -18,7 +18,7 @@ Settled. The search can stop before its budget once its answer would not move (`
 The race knows nothing of Ray: tuning.scheduler is Ray Tune's scheduler that runs it. Ray does not
 save a scheduler's state: a resumed run rebuilds the rungs from the study, which holds every
 trial's score at every epoch, and the lanes' standing from what the study recorded of the race
-(tuning.search), so that it stops the trials an uninterrupted run would have stopped.
+(tuning.searcher), so that it stops the trials an uninterrupted run would have stopped.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from trainables.rundir import (BEST_CONFIG_FILE, FINAL_DIR, FINAL_METRICS_FILE, 
 from search_spaces import SPACES, Space, describe_parameters, get_space
 from tuning import record
 from tuning.settings import CHANGEABLE, SMOKE_SAMPLES, Settings, parse_args, resolve
-from tuning.tuner import LOOPBACK_ONLY, THREAD_TIMEOUT
+from tuning.cluster import quiet
 
 if TYPE_CHECKING:
     from trainables.task import Task
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> Path:
     from trainables.trainable import TrialData
     from tuning import storage
     from tuning.check import dry_run, summary
-    from tuning.tuner import start_ray
+    from tuning.cluster import start_ray
 
     space, s, run_dir, run, task = open_run(args)
     if run is not None and run["status"] == "finished":  # and nothing errored (open_run)
@@ -123,7 +123,8 @@ def run(args: argparse.Namespace) -> Path:
 def phases(s: Settings, space: Space, run_dir: Path, trials: Trials, run: dict,
            checked: Checked, data: TrialData) -> None:
     """The search, then the confirmation, each where the run has not done it yet."""
-    from tuning.phases import confirm, search
+    from tuning.confirm import confirm
+    from tuning.search import search
     from tuning.storage import restorable
 
     deadline = None if s.time_budget is None else time.monotonic() + s.time_budget
@@ -182,25 +183,6 @@ def final_training(run_dir: Path) -> bool:
     result = train(config, task, run_dir / FINAL_DIR, run.get("data_dir"), default_device())
     print(f"Final: {final_words(result)}")
     return True
-
-
-def quiet(address: str | None, verbose: bool = False) -> None:
-    """Optuna's and Ray's settings for a run of ours, before either starts."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    # Ray Tune's console (a box of the experiment's settings, its status tables) only with
-    # --verbose: its older output engine prints nothing at verbose=0, the newer one that box
-    os.environ["RAY_AIR_NEW_OUTPUT"] = "1" if verbose else "0"
-    if not (address or os.environ.get("RAY_ADDRESS")):
-        # a Ray of our own listens on the loopback address only; read when ray is first imported
-        os.environ.setdefault(LOOPBACK_ONLY, "0")
-    # Ray's warning that the snapshot after each epoch's checkpoint is slow is noise here
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    # seconds a reused worker waits for its last trial's thread to end (Ray's default 2 s fails
-    # trials on a busy machine); read in the workers, which a Ray of our own starts with this
-    # environment, and which join_or_start hands to a cluster's
-    os.environ.setdefault(THREAD_TIMEOUT, "60")
 
 
 @dataclasses.dataclass

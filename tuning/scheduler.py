@@ -12,7 +12,7 @@ from tuning.checkpoints import checkpoint_gone
 from tuning.race import Race
 
 if TYPE_CHECKING:
-    from tuning.search import StudySearch
+    from tuning.searcher import StudySearch
 
 
 class HearsErrors(FIFOScheduler):
