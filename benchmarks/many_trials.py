@@ -59,7 +59,8 @@ def drive(args: argparse.Namespace) -> None:
     # Ray's 2 s wait for a reused worker's last trial fails trials on a busy machine, and before
     # our race heard such failures the search then waited for ever: both trees get 60 s
     os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", "60")
-    from tuning.run import quiet, tune
+    from tuning.api import tune
+    from tuning.cluster import quiet
 
     quiet(None)  # the environment tuning.run gives the Ray it starts, set before this one starts
     import ray

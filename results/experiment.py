@@ -26,7 +26,7 @@ from results.metric import Score
 from results.study import (COMPLETED, DIVERGED, ERRORED, STOPPED, epochs_of, load_copy,
                            params_of, reasons_of)
 from trainables.config import BASELINE, KEYS
-from trainables.rundir import RUN_FILE, TRIAL_DIR_PREFIX
+from trainables.rundir import RUN_FILE, TRIAL_DIR_PREFIX, Status
 
 STATUSES = ("completed", "stopped_by_asha", "diverged", "errored", "unfinished")
 METRICS = ("val_loss", "train_loss", "lr", "seconds", "diverged")  # beside the run's score
@@ -151,7 +151,7 @@ def trial_status(errored: bool, epochs: list[dict[str, Any]], planned: float,
         return "diverged"
     if math.isfinite(planned) and last["epoch"] >= planned:
         return "completed"
-    return "stopped_by_asha" if run_status == "finished" else "unfinished"
+    return "stopped_by_asha" if run_status == Status.FINISHED else "unfinished"
 
 
 def _trial_id(trial_dir: Path, results: list[dict[str, Any]]) -> str:

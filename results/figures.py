@@ -368,3 +368,31 @@ def write_figures(experiment: Experiment, board: pd.DataFrame, directory: Path,
     for stem in [*(FIGURES.keys() - written.keys()), "accuracy_vs_lr"]:
         (directory / f"{stem}.png").unlink(missing_ok=True)
     return {stem: written[stem] for stem in FIGURES if stem in written}, notes
+
+
+def training_curve(epochs: list[dict[str, Any]], path: Path, title: str, metric: str) -> Path:
+    """A final training's curve (tuning.train): loss per epoch, and the test metric where the task
+    has a test split."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    score = Score(f"test_{metric}")
+    tested = score.column in epochs[0]
+    x = [e["epoch"] for e in epochs]
+    fig, axes = plt.subplots(1, 2 if tested else 1, figsize=(9 if tested else 5, 3.5),
+                             squeeze=False)
+    ax_loss = axes[0][0]
+    ax_loss.plot(x, [e["train_loss"] for e in epochs], "o-", label="train")
+    if tested:
+        ax_loss.plot(x, [e["test_loss"] for e in epochs], "o-", label="test")
+        words = f"test {score.words}"
+        axes[0][1].plot(x, [score.scale(e[score.column]) for e in epochs], "o-", color="tab:green")
+        axes[0][1].set(xlabel="epoch", ylabel=words + (" (%)" if score.percent else ""),
+                       title=words)
+    ax_loss.set(xlabel="epoch", ylabel="average loss", title="loss")
+    ax_loss.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -19,14 +19,15 @@ import pandas as pd
 
 from results.confirmation import confirmation_table, stats
 from results.experiment import ReportError, load_experiment
-from trainables.cli import HelpFormatter, fail
 from results.figures import write_figures
 from results.leaderboard import best_config, format_top, leaderboard
-from trainables.rundir import (BEST_CONFIG_FILE, CONFIRMATION_FILE, FIGURES_DIR, HISTORY_FILE,
-                            LEADERBOARD_FILE, REPORT_FILE, RUN_FILE, STUDY_FILE, SUMMARY_FILE,
-                            write_atomic, write_json, write_text)
 from results.summary import report_html, summary_markdown
+from trainables.cli import HelpFormatter, fail
 from trainables.config import KEYS, ConfigError, bookkeeping, parse_config
+from trainables.rundir import (BEST_CONFIG_FILE, CONFIRMATION_FILE, FIGURES_DIR, FINAL_DIR,
+                               FINAL_METRICS_FILE, HISTORY_FILE, LEADERBOARD_FILE, REPORT_FILE,
+                               RUN_FILE, STUDY_FILE, SUMMARY_FILE, Status, read_json,
+                               write_atomic, write_json, write_text)
 
 PROG = "python -m results.report"
 MAX_ERROR_NOTES = 5
@@ -133,14 +134,48 @@ def wrote(run_dir: Path, paths: dict[str, Path]) -> list[str]:
     return lines
 
 
-def main(argv: list[str] | None = None) -> None:
+def report_run(run_dir: Path) -> dict[str, Path]:
+    """What a run's command does last: write the reports and print the top trials and the answer;
+    a run cut before any trial finished an epoch (a short time budget, Ctrl-C) has nothing to
+    report yet, which is no error."""
+    if reports_current(run_dir):
+        print(top_rows(run_dir, 5))
+        print(f"  report       {run_dir / REPORT_FILE} (current)")
+        return {}
+    try:
+        paths = write_reports(run_dir)
+    except ReportError as err:
+        if read_json(run_dir / RUN_FILE).get("status") == Status.FINISHED:
+            raise
+        print(f"No report yet: {err}")
+        return {}
+    print(f"\n{top_rows(run_dir, 5)}")
+    print("\n".join(wrote(run_dir, paths)))
+    return paths
+
+
+def reports_current(run_dir: Path) -> bool:
+    """The reports were written after what they read last changed: run.json (written as each phase
+    ends), the study and the final training's metrics. Only a resume of a finished run finds them
+    so; results.report writes them again at any time."""
+    written = run_dir / REPORT_FILE  # the last one build_reports writes
+    read = [run_dir / RUN_FILE, run_dir / STUDY_FILE, run_dir / FINAL_DIR / FINAL_METRICS_FILE]
+    return written.is_file() and all(written.stat().st_mtime >= path.stat().st_mtime
+                                     for path in read if path.is_file())
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0],
                                      formatter_class=HelpFormatter)
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR",
                         help=f"the experiment directory: <storage path>/<name>/, with {RUN_FILE} and "
                              "one directory per trial")
     parser.add_argument("--top", type=int, default=5, help="trials to print (default: 5)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     if args.top < 1:
         fail(PROG, f"--top must be 1 or more, got {args.top}")
     try:

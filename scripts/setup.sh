@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set-up on a fresh Debian/Ubuntu machine, idempotent: .venv with torch, the project and its test,
-# dashboard and examples extras; as root, the Debian packages for the data (dataset-fashion-mnist) and the
+# dashboard, examples and tracking extras; as root, the Debian packages for the data (dataset-fashion-mnist) and the
 # report render test (chromium). The plain route is in README.md (Install).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,8 +22,8 @@ fi
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import torch, torchvision, ray.tune, optuna, pandas, scipy, sklearn, pytest, xdist, moto.server, tensorboard, optuna_dashboard, trainables" 2>/dev/null; then
+if ! .venv/bin/python -c "import torch, torchvision, ray.tune, optuna, pandas, rich, scipy, sklearn, pytest, xdist, moto.server, tensorboard, optuna_dashboard, mlflow, trainables" 2>/dev/null; then
     echo "setup: installing Python packages into .venv (torch is several GB)"
     .venv/bin/pip install -q --disable-pip-version-check torch==2.14.1 torchvision==0.29.1
-    .venv/bin/pip install -q --disable-pip-version-check -e '.[test,dashboard,examples]'
+    .venv/bin/pip install -q --disable-pip-version-check -e '.[test,dashboard,examples,tracking]'
 fi

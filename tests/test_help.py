@@ -9,20 +9,12 @@ from results import report
 from tuning import check, run, train
 
 
-def help_of(main, capsys):
-    """What main(["--help"]) prints, and the parser it built (caught as it parses)."""
-    parsers = []
-    parse_args = argparse.ArgumentParser.parse_args
-
-    def keep(self, *args, **kwargs):
-        parsers.append(self)
-        return parse_args(self, *args, **kwargs)
-
-    with pytest.MonkeyPatch.context() as patch, pytest.raises(SystemExit) as exit_:
-        patch.setattr(argparse.ArgumentParser, "parse_args", keep)
-        main(["--help"])
+def help_of(module, capsys):
+    """What the command's --help prints, and the parser it builds."""
+    with pytest.raises(SystemExit) as exit_:
+        module.main(["--help"])
     assert exit_.value.code == 0
-    return capsys.readouterr().out, parsers[0]
+    return capsys.readouterr().out, module.build_parser()
 
 
 def entries(text):
@@ -40,15 +32,15 @@ def entries(text):
     return found
 
 
-@pytest.mark.parametrize("main", [
-    pytest.param(run.main, id="tuning.run"),
-    pytest.param(train.main, id="tuning.train"),
-    pytest.param(check.main, id="tuning.check"),
-    pytest.param(report.main, id="results.report"),
+@pytest.mark.parametrize("module", [
+    pytest.param(run, id="tuning.run"),
+    pytest.param(train, id="tuning.train"),
+    pytest.param(check, id="tuning.check"),
+    pytest.param(report, id="results.report"),
 ])
-def test_help_states_every_default_once(main, capsys):
+def test_help_states_every_default_once(module, capsys):
     """Every option with a default says it once, none says it twice, none says None or False."""
-    text, parser = help_of(main, capsys)
+    text, parser = help_of(module, capsys)
     helps = entries(text)
     for action in parser._actions:
         if not action.option_strings or action.help == argparse.SUPPRESS:

@@ -8,9 +8,16 @@ from trainables.cli import UsageError
 from search_spaces import get_space
 from trainables.data import default_data_dir
 from trainables.task import load_task
-from tuning.record import new_record
+from trainables.rundir import Phase, Status
+from tuning import record as records
+from tuning import storage
 from tuning.run import PROG
 from tuning.settings import parse_args, resolve
+
+
+def new_run(s, run_dir):
+    return records.new_run(s, run_dir, get_space("sgd_vs_adam"), load_task(),
+                           storage.at(run_dir, None))
 
 
 def settings(*argv, record=None):
@@ -60,7 +67,7 @@ def test_a_resume_continues_the_run_as_recorded(tmp_path):
     """A resume takes what it is not given from run.json; a flag that would change the run is a
     one-line error; the data folder, resources and time budget may change."""
     first = settings("--num-samples", "6", "--val-size", "500", "--data-dir", str(tmp_path))
-    record = new_record(first, tmp_path / "run", get_space("sgd_vs_adam"), load_task())
+    record = new_run(first, tmp_path / "run").record
     resumed = settings("--resume", "--cpus-per-trial", "2", "--time-budget", "60",
                        "--data-dir", str(tmp_path / "moved"), record=record)
     assert resumed.num_samples == 6 and resumed.val_size == 500 and resumed.seed == 0
@@ -79,3 +86,28 @@ def test_a_resume_continues_the_run_as_recorded(tmp_path):
         with pytest.raises(UsageError, match="^" + message) as err:
             settings("--resume", *flags, record=record)
         assert "\n" not in str(err.value)
+
+
+def test_a_run_is_saved_and_loaded_in_one_place_and_a_resume_writes_no_settings_back(tmp_path):
+    """run.json holds the run's status and phase, its study, metric and trials' place, and the
+    settings it started with; a resume that changes what it may (CPUs, data folder, time budget)
+    runs with them and leaves the recorded ones as they were."""
+    run_dir = tmp_path / "run"
+    first = settings("--num-samples", "6", "--data-dir", str(tmp_path))
+    run = new_run(first, run_dir)
+    run.end(Status.INTERRUPTED, "search_seconds", 12.0)
+    on_disk = records.read(run_dir)
+    assert (on_disk["status"], on_disk["phase"], on_disk["study_name"]) == (
+        "interrupted", "search", "run")
+    assert (on_disk["metric"], on_disk["mode"], on_disk["trials"]) == ("val_accuracy", "max", None)
+    assert on_disk["search_seconds"] == 12.0 and on_disk["cpus_per_trial"] == 1.0
+    resumed = settings("--resume", "--cpus-per-trial", "2", "--time-budget", "60",
+                       "--data-dir", str(tmp_path / "moved"), record=on_disk)
+    again = records.load(run_dir, resumed)
+    assert again.settings.cpus_per_trial == 2 and again.status == Status.INTERRUPTED
+    again.end(Status.RUNNING, "search_seconds", 3.0, Phase.CONFIRM)
+    on_disk = records.read(run_dir)
+    assert (on_disk["status"], on_disk["phase"], on_disk["search_seconds"]) == (
+        "running", "confirm", 15.0)
+    assert on_disk["cpus_per_trial"] == 1.0 and on_disk["data_dir"] == str(tmp_path)
+    assert on_disk["time_budget"] is None

@@ -284,19 +284,18 @@ def test_a_run_cut_before_its_first_epoch_reports_nothing_yet_without_failing(tm
     """A time budget that runs out before any trial finished an epoch leaves nothing to report:
     the command says so and goes on (it used to end in an error, exit code 2, on a slow
     machine); a finished run without an epoch is still an error."""
-    from results.report import ReportError
-    from tuning.run import report
+    from results.report import ReportError, report_run
 
     run_dir = tmp_path / "cut"
     (run_dir / "trial_abc").mkdir(parents=True)
     (run_dir / "trial_abc" / "params.json").write_text('{"optimizer": "sgd", "lr": 0.1}')
     (run_dir / "run.json").write_text('{"status": "stopped_at_time_budget"}')
-    assert report(run_dir) == {}
+    assert report_run(run_dir) == {}
     assert capsys.readouterr().out.startswith(f"No report yet: no trial in {run_dir} has finished "
                                               "an epoch yet")
     (run_dir / "run.json").write_text('{"status": "finished"}')
     with pytest.raises(ReportError):
-        report(run_dir)
+        report_run(run_dir)
 
 
 @pytest.mark.parametrize("uri, message", [

@@ -4,7 +4,7 @@ Shared by tuning/ (which writes a run), results/ (which reads and reports on it)
 (which writes a trial's checkpoints); it imports nothing of the project.
 
     RUN_DIR/
-        run.json             RUN_FILE: the run's settings and status (tuning.run)
+        run.json             RUN_FILE: the run's settings and status (tuning.record)
         sources/             SOURCES_DIR: copies of the task's (task.py) and the space's (space.py)
                              files as the run started, which a resume compares the files with
         optuna.journal       STUDY_FILE: the Optuna study (tuning.searcher)
@@ -14,10 +14,12 @@ Shared by tuning/ (which writes a run), results/ (which reads and reports on it)
         leaderboard.csv, history.csv, confirmation.csv, summary.md, report.html, figures/
         best_config.json     BEST_CONFIG_FILE: for python -m tuning.train --config
         final/               FINAL_DIR: the final training (final_metrics.json, model.pt, ...)
+        mlflow.json          where the run logs to MLflow, with --mlflow (tuning.tracking)
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import tempfile
@@ -39,6 +41,27 @@ FIGURES_DIR = "figures"
 FINAL_DIR = "final"
 FINAL_METRICS_FILE = "final_metrics.json"  # in FINAL_DIR, and in any tuning.train --output
 TRIAL_DIR_PREFIX = "trial_"  # a trial's directory is named by it and Ray's trial id
+
+
+class Status(str, enum.Enum):
+    """How far a run got (run.json's "status"): written by tuning.record, read by the reports."""
+
+    RUNNING = "running"  # its phases are under way, or it was killed before it could say
+    FINISHED = "finished"  # every phase done
+    INTERRUPTED = "interrupted"  # Ctrl-C, or its Ray lost: --resume goes on
+    TIME_BUDGET = "stopped_at_time_budget"  # --time-budget ran out: --resume goes on
+
+
+class Phase(str, enum.Enum):
+    """Which phase a run is in or ended in (run.json's "phase")."""
+
+    SEARCH = "search"
+    CONFIRM = "confirm"
+
+
+def read_json(path: Path | str) -> Any:
+    """A JSON file of the run directory (run.json, ...), as written by write_json."""
+    return json.loads(Path(path).read_text())
 
 
 def write_atomic(path: Path | str, write: Callable[[Path], Any]) -> Path:

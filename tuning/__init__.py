@@ -5,7 +5,7 @@ which runs what tuning.run runs and returns the leaderboard and the answer."""
 
 def __getattr__(name: str):
     if name == "tune":  # imported when asked for: `import tuning.check` need not load Ray
-        from tuning.run import tune
+        from tuning.api import tune
 
         return tune
     raise AttributeError(f"module 'tuning' has no attribute {name!r}")

@@ -13,6 +13,7 @@ It takes tuning.run's flags, so that it checks and prices the run those flags wo
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import itertools
@@ -35,7 +36,7 @@ from trainables.metrics import batch_total
 from trainables.optim import training_loss
 from trainables.task import Task, TaskError, describe, load_task, shown
 from tuning.progress import asha_epochs, duration
-from tuning.settings import SMOKE_SAMPLES, Settings, parse_args, resolve
+from tuning.settings import SMOKE_SAMPLES, Settings, parser_for, resolve
 
 PROG = "python -m tuning.check"
 TIMED_SECONDS, TIMED_BATCHES = 0.5, 50  # the speed is measured for at most these, after one batch
@@ -56,6 +57,7 @@ class Checked:
     samples_per_second: float
     shipped_mb: float
     starts: tuple[dict[str, Any], ...] = ()  # the space's STARTS of the compared values, as params
+    compare: str | None = None  # the space's COMPARE, where it has values to compare
 
     def epoch_seconds(self) -> float:
         """Training and validation of one epoch, evaluation at a third of training's cost."""
@@ -212,7 +214,8 @@ def dry_run(space: Space, task: Task, s: Settings) -> Checked:
     with trial_threads(s.cpus_per_trial):
         model, rate = one_step(task, config, parts)
     checked = Checked(task, splits, parts, baseline, why, choices,
-                      sum(p.numel() for p in model.parameters()), rate, shipped(task, parts), starts)
+                      sum(p.numel() for p in model.parameters()), rate, shipped(task, parts), starts,
+                      space.compare if choices else None)
     check_feasible(config.batch_size, size(parts["train"]), estimate(checked, s)[1],
                    f"the run ({s.num_samples} trials of up to {s.max_epochs:,} epochs)")
     return checked
@@ -312,11 +315,15 @@ def summary(checked: Checked, s: Settings) -> str:
             f"once; {checked.shipped_mb:.1f} MB shipped to each worker.")
 
 
+def build_parser() -> argparse.ArgumentParser:
+    return parser_for(PROG, __doc__.splitlines()[0])
+
+
 def main(argv: list[str] | None = None) -> None:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    args = parse_args(PROG, __doc__.splitlines()[0], argv)
+    args = build_parser().parse_args(argv)
     if not args.space:
         fail(PROG, "--space is required: a built-in space's name or a file of your own")
     try:

@@ -19,11 +19,11 @@ from results.confirmation import (candidate_configs, confirmation_runs, decide, 
                                   more_seeds)
 from results.experiment import load_experiment
 from results.leaderboard import leaderboard
-from results.metric import Score
 from trainables.config import CONFIRMS
-from trainables.rundir import CONFIRM_DIR
-from tuning import record, storage
-from tuning.settings import Settings
+from trainables.rundir import CONFIRM_DIR, Status
+from tuning import storage
+from tuning.check import Checked
+from tuning.record import Run
 from tuning.storage import Trials
 from tuning.tuner import left, make_trainable, time_limit, trial_dirname
 
@@ -177,38 +177,37 @@ def build_confirmation(runs: Trials, trainable: Any, searcher: Looks, resume: bo
     )
 
 
-def confirm(s: Settings, run_dir: Path, trials: Trials, run: dict, checked: Any, data: Any,
-            deadline: float | None) -> None:
+def confirm(run: Run, checked: Checked, data: Any, deadline: float | None) -> None:
     """Train the best config of each compared choice again with more seeds, a look at a time
-    (tuning.confirm)."""
+    (the module's docstring)."""
+    from tuning import tracking
     from tuning.checkpoints import drop_ended
     from tuning.progress import Progress
 
-    configs, rows, recorded = candidates_of(run_dir)
+    s, runs = run.settings, run.trials.sub(CONFIRM_DIR)
+    configs, rows, recorded = candidates_of(run.dir)
     searcher = Looks(configs, rows, recorded)
-    looks = looks_of(run)
+    looks = looks_of(recorded)
     more = f", up to {looks[-1]} while a verdict is open" if len(looks) > 1 else ""
     print(f"\nConfirmation: {len(configs)} configs, {looks[0]} runs each counting the search's "
           f"own{more}")
     started = time.perf_counter()
     remaining = left(deadline)
     if configs and (remaining is None or remaining > 0) and searcher.left():
-        planned = max(1, searcher.queued())
-        callbacks = [Progress("confirmation", planned, Score.of(run), s.max_epochs,
-                              live=not s.verbose)]
-        runs = trials.sub(CONFIRM_DIR)
+        callbacks = [Progress("confirmation", max(1, searcher.queued()), run.score,
+                              s.max_epochs, live=not s.verbose),
+                     *tracking.callbacks(run.dir, "confirmation")]
         tuner = build_confirmation(runs, make_trainable(s, checked.task, data), searcher,
                                    s.resume and runs.exists(), callbacks, trial_dirname)
         with time_limit(remaining):
             tuner.fit()
-        storage.pull(run_dir / CONFIRM_DIR, runs)
-    done = finished(run_dir)
+        storage.pull(run.dir / CONFIRM_DIR, runs)
+    done = finished(run.dir)
     if done:  # nothing resumes them any more (tuning.checkpoints)
-        drop_ended(trials.sub(CONFIRM_DIR))
-    status = "finished" if done else (
-        "stopped_at_time_budget" if deadline is not None and left(deadline) <= 0 else "interrupted")
-    run.update(status=status, finished_at=record.now())
-    record.spent(run, "confirm_seconds", time.perf_counter() - started)
-    record.write(run_dir, run)
+        drop_ended(runs)
+    status = Status.FINISHED if done else (
+        Status.TIME_BUDGET if deadline is not None and left(deadline) <= 0
+        else Status.INTERRUPTED)
+    run.end(status, "confirm_seconds", time.perf_counter() - started)
     if not done:
-        print(f"Confirmation {status.replace('_', ' ')}: continue with --resume.")
+        print(f"Confirmation {status.value.replace('_', ' ')}: continue with --resume.")

@@ -1,20 +1,87 @@
-"""The run directory's own record, run.json: what the run is, how far it got, what it cost."""
+"""A run and its record in the run directory, run.json: what the run is, how far it got, what it
+cost. Loaded and saved here only (Run)."""
 
 from __future__ import annotations
 
 import datetime
 import difflib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainables.cli import UsageError
-from trainables.rundir import RUN_FILE, SOURCES_DIR, STUDY_FILE, write_json, write_text
+from results.metric import Score
 from search_spaces import Space
+from trainables.cli import UsageError
+from trainables.rundir import (RUN_FILE, SOURCES_DIR, STUDY_FILE, Phase, Status, read_json,
+                               write_json, write_text)
 from trainables.task import Task, shown
 from tuning import storage
 from tuning.settings import CHANGEABLE, RECORDED, Settings, check_name
 from tuning.storage import LOCAL_ROOT, Trials, is_uri
+
+# run.json's keys that Run holds as fields; the rest is Run.record
+FIELDS = ("status", "phase", "study_name", "metric", "mode", "trials")
+
+
+@dataclass
+class Run:
+    """One run: its directory; this command's settings (a resume's from run.json and the flags
+    it may change: they are this command's, never written back); how far it got; the study's
+    name; the metric's column and mode; where its trials live; and `record`, the rest of run.json
+    (what the run is, the settings it started with, when, what it cost)."""
+
+    dir: Path
+    settings: Settings
+    status: Status
+    phase: Phase
+    study_name: str
+    metric: str  # the score's column, val_<the task's metric>
+    mode: str  # "max": higher is better
+    trials: Trials
+    record: dict[str, Any]
+
+    @property
+    def score(self) -> Score:
+        return Score(self.metric, self.mode)
+
+    def save(self) -> None:
+        write_json(self.dir / RUN_FILE, {
+            **self.record, "status": self.status.value, "phase": self.phase.value,
+            "study_name": self.study_name, "metric": self.metric, "mode": self.mode,
+            "trials": self.trials.uri})
+
+    def end(self, status: Status, spent_on: str, seconds: float, phase: Phase | None = None
+            ) -> None:
+        """A phase ended as `status` after `seconds` (recorded as `spent_on`), the run going on
+        to `phase` where given."""
+        self.status, self.phase = status, phase or self.phase
+        self.record["finished_at"] = now()
+        spent(self.record, spent_on, seconds)
+        self.save()
+
+
+def new_run(s: Settings, run_dir: Path, space: Space, task: Task, trials: Trials) -> Run:
+    """A run about to start its search."""
+    record = {
+        "name": run_dir.name, "space": space.name, "space_ref": space.ref or space.name,
+        "description": space.description, "question": space.question, "compare": space.compare,
+        "task": {"ref": task.ref, "name": task.name, "file": task.path, "sha256": task.sha256},
+        **{key: getattr(s, key) for key in (*RECORDED, *CHANGEABLE)},
+        "time_budget": s.time_budget, "study_file": STUDY_FILE, "started_at": now(),
+        "finished_at": None}
+    return Run(run_dir, s, Status.RUNNING, Phase.SEARCH, run_dir.name,
+               f"val_{task.metric.name}", task.metric.mode, trials, record)
+
+
+def load(run_dir: Path, s: Settings, trials: Trials | None = None) -> Run:
+    """The run in run_dir, as this command continues it (its trials where `trials` says, else
+    where it recorded them)."""
+    record = read(run_dir)
+    fields = {key: record.pop(key, None) for key in FIELDS}
+    return Run(run_dir, s, Status(fields["status"]), Phase(fields["phase"] or Phase.SEARCH),
+               fields["study_name"] or run_dir.name, fields["metric"] or "val_accuracy",
+               fields["mode"] or "max", trials or storage.at(run_dir, fields["trials"]), record)
 
 
 def now() -> str:
@@ -22,11 +89,8 @@ def now() -> str:
 
 
 def read(run_dir: Path) -> dict[str, Any]:
-    return json.loads((run_dir / RUN_FILE).read_text())
-
-
-def write(run_dir: Path, record: dict[str, Any]) -> None:
-    write_json(run_dir / RUN_FILE, record)
+    """run.json as it is on disk."""
+    return read_json(run_dir / RUN_FILE)
 
 
 def storage_dir(storage_path: str) -> Path:
@@ -82,19 +146,6 @@ def clear_search(run_dir: Path, trials: Trials) -> None:
     storage.clear(storage.local(run_dir))  # the trials' files, where they are or were pulled to
     if trials.remote:
         storage.clear(trials)
-
-
-def new_record(s: Settings, run_dir: Path, space: Space, task: Task) -> dict[str, Any]:
-    return {
-        "name": run_dir.name, "space": space.name, "space_ref": space.ref or space.name,
-        "description": space.description, "question": space.question, "compare": space.compare,
-        "task": {"ref": task.ref, "name": task.name, "file": task.path, "sha256": task.sha256},
-        "metric": f"val_{task.metric.name}", "mode": task.metric.mode,
-        **{key: getattr(s, key) for key in (*RECORDED, *CHANGEABLE)},
-        "time_budget": s.time_budget, "study_name": run_dir.name, "study_file": STUDY_FILE,
-        "trials": s.storage_path if is_uri(s.storage_path) else None,  # tuning.storage
-        "status": "running", "phase": "search", "started_at": now(), "finished_at": None,
-    }
 
 
 def sources(space: Space, task: Task) -> dict[str, Path]:

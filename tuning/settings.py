@@ -47,13 +47,19 @@ class Settings:
     resume: bool
     final: bool
     verbose: bool  # Ray Tune's own tables as well as ours
+    mlflow: str | None  # the MLflow tracking URI (tuning.tracking.tracking_uri); None: no tracking
 
 
 def parse_args(prog: str, description: str, argv: list[str] | None = None
                ) -> argparse.Namespace:
-    """tuning.run's flags. Each defaults to None, its default stated in its help and filled in
-    by `resolve`, so that a resume can tell the flags given from those left to the run's record.
-    (One flat list of flags: longer than a function should be, and clearer whole.)"""
+    return parser_for(prog, description).parse_args(argv)
+
+
+def parser_for(prog: str, description: str) -> argparse.ArgumentParser:
+    """tuning.run's flags (tuning.check's too). Each defaults to None, its default stated in its
+    help and filled in by `resolve`, so that a resume can tell the flags given from those left to
+    the run's record. (One flat list of flags: longer than a function should be, and clearer
+    whole.)"""
     p = argparse.ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter)
     add = p.add_argument
     add("--space", help="search space: a built-in one's name (see --list-spaces), or a file or "
@@ -104,11 +110,15 @@ def parse_args(prog: str, description: str, argv: list[str] | None = None
         help="start TPE from the trials of an earlier run of the same space")
     add("--final", action="store_true", help="then train the best config on the whole training "
                                              "set and test it")
+    add("--mlflow", nargs="?", const="mlflow.db", metavar="URI",  # tuning.tracking.DEFAULT_URI
+        help="log each trial and the answer to MLflow: a tracking server (http://HOST:PORT), a "
+             "database (sqlite:///PATH) or a .db file; without URI ./mlflow.db, its artifacts in "
+             "./mlruns; a resume logs where the run started")
     add("--verbose", action="store_true",
         help="Ray Tune's own output too: its status table, each trial's config and result")
     add("--smoke-test", action="store_true", default=None,
         help="a run of seconds: 4 trials of 2 epochs on 2,000 samples, unless those flags are given")
-    return p.parse_args(argv)
+    return p
 
 
 # what a resume continues as recorded, refusing a flag that differs; what it takes as recorded
@@ -192,10 +202,21 @@ def resolve(args: argparse.Namespace, space: Space, record: dict[str, Any] | Non
     values.update(space=space.ref or space.name, storage_path=str(args.storage_path or "runs"),
                   name=args.name, resume=bool(args.resume), final=bool(args.final),
                   address=args.address or os.environ.get("RAY_ADDRESS"),
-                  time_budget=args.time_budget, verbose=bool(args.verbose))
+                  time_budget=args.time_budget, verbose=bool(args.verbose),
+                  mlflow=mlflow_uri(args.mlflow))
     settings = Settings(**{f.name: values.get(f.name) for f in dataclasses.fields(Settings)})
     check(settings, space)
     return settings
+
+
+def mlflow_uri(value: str | None) -> str | None:
+    """--mlflow as the URI MLflow is given (tuning.tracking.tracking_uri, which imports Ray: only
+    where it is given)."""
+    if not value:
+        return None
+    from tuning.tracking import tracking_uri
+
+    return tracking_uri(value)
 
 
 def check_name(name: str | None) -> None:

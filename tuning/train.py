@@ -20,9 +20,10 @@ from typing import Any
 
 import torch
 
+from results.figures import training_curve
 from trainables.cli import HelpFormatter, UsageError, fail
-from trainables.rundir import (BEST_CONFIG_FILE, FINAL_DIR, FINAL_METRICS_FILE, RUN_FILE, write_atomic,
-                            write_json)
+from trainables.rundir import (BEST_CONFIG_FILE, FINAL_DIR, FINAL_METRICS_FILE, RUN_FILE, Status,
+                               read_json, write_atomic, write_json)
 from trainables.config import ConfigError, TrainConfig, bookkeeping, parse_config
 from trainables.data import DataError, concat, default_data_dir, size
 from trainables.loop import Trainer, is_diverged
@@ -98,36 +99,6 @@ def check_device(device: str) -> None:
         have = ", ".join(f"cuda:{i}" for i in range(count))
         raise ConfigError(f"--device {device} asked for, but this machine has {count} CUDA "
                           f"device{'s' if count != 1 else ''} ({have})")
-
-
-def plot_curve(epochs: list[dict[str, Any]], path: Path, title: str, metric: str) -> None:
-    """Loss per epoch, and the test metric where the task has a test split."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from results.metric import Score
-
-    score = Score(f"test_{metric}")
-    tested = score.column in epochs[0]
-    x = [e["epoch"] for e in epochs]
-    fig, axes = plt.subplots(1, 2 if tested else 1, figsize=(9 if tested else 5, 3.5),
-                             squeeze=False)
-    ax_loss = axes[0][0]
-    ax_loss.plot(x, [e["train_loss"] for e in epochs], "o-", label="train")
-    if tested:
-        ax_loss.plot(x, [e["test_loss"] for e in epochs], "o-", label="test")
-        words = f"test {score.words}"
-        axes[0][1].plot(x, [score.scale(e[score.column]) for e in epochs], "o-", color="tab:green")
-        axes[0][1].set(xlabel="epoch", ylabel=words + (" (%)" if score.percent else ""),
-                       title=words)
-    ax_loss.set(xlabel="epoch", ylabel="average loss", title="loss")
-    ax_loss.legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
 
 
 def fit_with_progress(trainer: Trainer, train: Any, test: Any) -> dict[str, float]:
@@ -230,10 +201,26 @@ def write_results(result: dict[str, Any], trainer: Trainer, output: Path) -> Non
     config = trainer.config
     write_atomic(output / "model.pt", lambda tmp: torch.save(trainer.model.state_dict(), tmp))
     write_json(output / "config.json", {**config.to_dict(), "task": trainer.task.ref})
-    plot_curve(result["epochs"], output / "curve.png",
+    training_curve(result["epochs"], output / "curve.png",
                f"{trainer.task.name} / {config.optimizer} lr={config.lr:g} "
                f"batch={config.batch_size}", result["metric"])
     write_json(output / FINAL_METRICS_FILE, result)
+
+
+def final_training(run_dir: Path, data_dir: Path | str | None = None) -> bool:
+    """The run's last phase: train best_config.json on the whole training set (on `data_dir`,
+    else the run's), for a finished run only: a half-finished search's best is not the answer
+    yet."""
+    run = read_json(run_dir / RUN_FILE)
+    if run["status"] != Status.FINISHED:
+        print(f"\nNo final training: the run is {run['status']}; --resume --final finishes it first")
+        return False
+    config, task = read_config(run_dir / BEST_CONFIG_FILE)
+    print(f"\nFinal training of the best config for {config.epochs} epochs on the whole training set")
+    result = train(config, task, run_dir / FINAL_DIR, data_dir or run.get("data_dir"),
+                   default_device())
+    print(f"Final: {final_words(result)}")
+    return True
 
 
 def build_parser() -> argparse.ArgumentParser:

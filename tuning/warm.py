@@ -11,6 +11,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from results.study import journal
 from trainables.cli import UsageError
 from trainables.rundir import RUN_FILE, STUDY_FILE
 
@@ -46,8 +47,6 @@ def warm_trials(run_dir: str | None) -> list[FrozenTrial]:
     if run_dir is None:
         return []
     record = _record(Path(run_dir))
-    storage = optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(Path(run_dir) / STUDY_FILE)))
-    study = optuna.load_study(study_name=record["study_name"], storage=storage)
+    study = optuna.load_study(study_name=record["study_name"], storage=journal(Path(run_dir)))
     return [t for t in study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
             if t.intermediate_values or t.value is not None]
