@@ -43,6 +43,15 @@ OPTIMIZER_CLASSES = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": 
                      "rmsprop": torch.optim.RMSprop, "adagrad": torch.optim.Adagrad}
 
 
+def test_the_registries_build_exactly_the_names_a_config_may_give():
+    """trainables.optim builds each optimizer and schedule trainables.config allows, no other."""
+    from trainables.config import OPTIMIZER_SETTINGS, SCHEDULE_NAMES
+    from trainables.optim import SCHEDULES
+
+    assert tuple(OPTIMIZERS) == tuple(OPTIMIZER_SETTINGS)
+    assert tuple(SCHEDULES) == SCHEDULE_NAMES
+
+
 @pytest.mark.parametrize("name", OPTIMIZERS)
 def test_optimizer_step_changes_parameters(name):
     """Each optimizer is the class it names, with the config's lr; a step moves every parameter."""

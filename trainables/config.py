@@ -59,12 +59,23 @@ def bookkeeping(raw: Mapping[str, Any]) -> tuple[str, ...]:
     return BOOKKEEPING_KEYS + ((metric, f"{metric}_sd") if isinstance(metric, str) else ())
 
 
-def choices() -> dict[str, tuple[str, ...]]:
-    """The names each choice field allows: the keys of the registries that build them (imported
-    here, not at the top: results/ imports this module for KEYS and need not import torch)."""
-    from trainables.optim import OPTIMIZERS, SCHEDULES
+# the optimizers by name, each with the settings it takes beside lr and weight_decay, and the
+# learning-rate schedules by name: the one list of the names a config may give
+# (trainables.optim builds each)
+OPTIMIZER_SETTINGS: dict[str, tuple[str, ...]] = {
+    "sgd": ("momentum", "nesterov"), "adam": (), "adamw": (), "rmsprop": ("momentum",),
+    "adagrad": ()}
+SCHEDULE_NAMES = ("none", "step", "multistep", "exponential", "cosine", "onecycle")
 
-    return {"optimizer": tuple(OPTIMIZERS), "schedule": tuple(SCHEDULES)}
+
+def optimizers_taking(setting: str) -> list[str]:
+    """The optimizers that take a setting such as momentum, in their order above."""
+    return [name for name, takes in OPTIMIZER_SETTINGS.items() if setting in takes]
+
+
+def choices() -> dict[str, tuple[str, ...]]:
+    """The names each choice field allows."""
+    return {"optimizer": tuple(OPTIMIZER_SETTINGS), "schedule": SCHEDULE_NAMES}
 
 _POSITIVE = ("lr", "batch_size", "epochs", "gamma", "step_size")
 _NON_NEGATIVE = ("momentum", "weight_decay", "warmup_epochs", "label_smoothing")
@@ -151,8 +162,6 @@ def parse_config(raw: dict[str, Any], ignore: tuple[str, ...] = (),
 
 def _check_optimizer_settings(config: TrainConfig) -> None:
     """momentum and nesterov only for the optimizers that take them (trainables.optim says which)."""
-    from trainables.optim import optimizers_taking
-
     nesterov, momentum = optimizers_taking("nesterov"), optimizers_taking("momentum")
     if config.nesterov and (config.optimizer not in nesterov or config.momentum <= 0):
         raise ConfigError(f"nesterov needs optimizer {' or '.join(map(repr, nesterov))} with "

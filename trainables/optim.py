@@ -1,7 +1,9 @@
-"""Optimizers and learning-rate schedules, each found by name in its registry.
+"""Optimizers and learning-rate schedules, each built by name from its registry.
 
-The registries are the one list of names: TrainConfig validates against their keys. Adding an
-optimizer is one line in OPTIMIZERS (and a search space that suggests it).
+The names a config may give, and the settings each optimizer takes, are trainables.config's
+(OPTIMIZER_SETTINGS, SCHEDULE_NAMES), which validates configs against them; the registries here
+hold what each name builds, and must name the same. Adding an optimizer is a line in each (and a
+search space that suggests it).
 """
 
 from __future__ import annotations
@@ -9,28 +11,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from functools import partial
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 from torch.optim import lr_scheduler
 
-from trainables.cli import ConfigError
+from trainables.config import OPTIMIZER_SETTINGS, ConfigError, TrainConfig
 
-if TYPE_CHECKING:
-    from trainables.config import TrainConfig
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
+    "rmsprop": torch.optim.RMSprop, "adagrad": torch.optim.Adagrad}
 
-# name: (class, the TrainConfig fields it takes beside lr and weight_decay)
-OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], tuple[str, ...]]] = {
-    "sgd": (torch.optim.SGD, ("momentum", "nesterov")),
-    "adam": (torch.optim.Adam, ()),
-    "adamw": (torch.optim.AdamW, ()),
-    "rmsprop": (torch.optim.RMSprop, ("momentum",)),
-    "adagrad": (torch.optim.Adagrad, ()),
-}
-
-Schedule = Callable[[torch.optim.Optimizer, "TrainConfig"], lr_scheduler.LRScheduler]
+Schedule = Callable[[torch.optim.Optimizer, TrainConfig], lr_scheduler.LRScheduler]
 SCHEDULES: dict[str, Schedule | None] = {  # stepped once per epoch; "none": a constant lr
     "none": None,
     "step": lambda opt, c: lr_scheduler.StepLR(opt, step_size=c.step_size, gamma=c.gamma),
@@ -44,15 +37,10 @@ SCHEDULES: dict[str, Schedule | None] = {  # stepped once per epoch; "none": a c
 }
 
 
-def optimizers_taking(setting: str) -> list[str]:
-    """The optimizers that take a setting such as momentum, in registry order."""
-    return [name for name, (_, extra) in OPTIMIZERS.items() if setting in extra]
-
-
 def build_optimizer(params: Iterable[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
-    cls, extra = OPTIMIZERS[config.optimizer]
-    return cls(params, lr=config.lr, weight_decay=config.weight_decay,
-               **{name: getattr(config, name) for name in extra})
+    return OPTIMIZERS[config.optimizer](
+        params, lr=config.lr, weight_decay=config.weight_decay,
+        **{name: getattr(config, name) for name in OPTIMIZER_SETTINGS[config.optimizer]})
 
 
 def build_scheduler(
