@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tuning import check, run
+from tuning import check, dry_run, run
 
 # a task and its space in one file, small enough to check in a moment
 GOOD = '''
@@ -176,7 +176,7 @@ def test_the_check_leaves_the_process_its_torch_threads(tmp_path):
     try:
         space = get_space(str(path))
         s = resolve(parse_args("x", "", ["--space", str(path), "--cpus-per-trial", "1"]), space)
-        check.dry_run(space, load_task(s.task), s)
+        dry_run.dry_run(space, load_task(s.task), s)
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)

@@ -22,7 +22,7 @@ from results.leaderboard import leaderboard
 from trainables.config import CONFIRMS
 from trainables.rundir import CONFIRM_DIR, Status
 from tuning import storage
-from tuning.check import Checked
+from tuning.dry_run import Checked
 from tuning.record import Run
 from tuning.storage import Trials
 from tuning.tuner import left, make_trainable, time_limit, trial_dirname

@@ -26,7 +26,7 @@ from tuning.cluster import quiet
 from tuning.settings import SMOKE_SAMPLES, Settings, parser_for, resolve
 
 if TYPE_CHECKING:
-    from tuning.check import Checked
+    from tuning.dry_run import Checked
 
 PROG = "python -m tuning.run"
 
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> Path:
     from trainables.task import load_task
     from trainables.trainable import TrialData
     from tuning import storage, tracking
-    from tuning.check import dry_run, summary
+    from tuning.dry_run import dry_run, summary
     from tuning.cluster import start_ray
 
     space, s, run_dir, recorded = open_run(args)

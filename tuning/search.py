@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 from results.study import SETTLED, by_ray_trial, journal
 from trainables.rundir import Phase, Status
 from tuning import storage
-from tuning.check import Checked
+from tuning.dry_run import Checked
 from tuning.record import Run
 from tuning.tuner import left, make_trainable, time_limit, trial_dirname
 
@@ -44,7 +44,7 @@ def search_tuner(run: Run, checked: Checked, data: Any, restore: bool) -> Any:
     """The search's Tuner: StudySearch proposing (its study in the run directory), RaceScheduler
     stopping, one Ray trial per study trial, kept where the run keeps its trials
     (tuning.storage); restored from there, also from a run directory moved since. `checked`:
-    what tuning.check found (the task, the compared values, trial 0, the starts)."""
+    what tuning.dry_run found (the task, the compared values, trial 0, the starts)."""
     from ray import tune
 
     from tuning import tracking

@@ -86,7 +86,7 @@ class SearchPlan:
     num_samples: int
     grace_period: int
     reduction_factor: int
-    compare: str | None = None  # the space's COMPARE, where tuning.check found its values
+    compare: str | None = None  # the space's COMPARE, where tuning.dry_run found its values
     choices: tuple[Any, ...] | None = None
     baseline: dict[str, Any] | None = None  # trial 0's parameters
     starts: tuple[dict[str, Any], ...] = ()  # the space's STARTS: each lane's first parameters

@@ -47,7 +47,7 @@ def known_hyperparameters(task: Task, run_file: Path) -> dict[str, Any]:
     """The task's own hyperparameters, and every name its file's space, or the space of the run
     whose run.json is `run_file`, sets."""
     from search_spaces import get_space
-    from tuning.check import known_hyperparameters as of_space
+    from tuning.dry_run import known_hyperparameters as of_space
 
     refs = []
     if callable(getattr(load_module(task.ref, "trainables.tasks"), "define", None)):
@@ -185,8 +185,8 @@ def train(config: TrainConfig, task: Task, output: Path, data_dir: Path | str | 
 
 def feasible(trainer: Trainer, part: Any, samples: int) -> None:
     """Refuse in one line, before the first epoch, a batch larger than the training set or a
-    training that would not end in a month at the speed of a few batches (tuning.check)."""
-    from tuning.check import check_feasible, speed
+    training that would not end in a month at the speed of a few batches (tuning.dry_run)."""
+    from tuning.dry_run import check_feasible, speed
 
     config = trainer.config
     seconds = 0.0
