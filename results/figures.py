@@ -1,14 +1,11 @@
-"""The report's figures, written as PNG files into RUN_DIR/figures/, their axes in the run's metric.
-
-Three are drawn from the trial directories (learning curves, the metric against learning rate, the
-anytime curve) and three by optuna.visualization.matplotlib from the persisted study; a figure that
-cannot be drawn is left out with a note saying why.
+"""The report's figures drawn from the trials, written as PNG files into RUN_DIR/figures/, their
+axes in the run's metric: learning curves, the metric against learning rate, the anytime curve,
+confirmed metric against cost; and the final training's curve. The study's own figures are
+results.study_figures'; results.report.write_figures draws each that can be drawn.
 """
 
 from __future__ import annotations
 
-import math
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +44,7 @@ ENDS = {  # how a curve ends, by status: marker, label
 }
 
 
-def _save(fig: Any, path: Path) -> Path:
+def save(fig: Any, path: Path) -> Path:
     fig.tight_layout()
     write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     return path
@@ -124,7 +121,7 @@ def learning_curves(experiment: Experiment, board: pd.DataFrame, path: Path) -> 
     ax.set(xlabel="epoch", ylabel=score.axis(),
            title=f"Learning curves of {len(board)} trials ({score.better})")
     ax.grid(alpha=0.3)
-    _save(fig, path)
+    save(fig, path)
     plt.close(fig)
     return path
 
@@ -183,7 +180,7 @@ def metric_vs_lr(experiment: Experiment, board: pd.DataFrame, path: Path) -> Pat
     ax.set(xlabel="learning rate (log scale)", ylabel=score.axis("best"),
            title=f"Best {score.label} against learning rate ({score.better})")
     ax.grid(alpha=0.3, which="both")
-    _save(fig, path)
+    save(fig, path)
     plt.close(fig)
     return path
 
@@ -218,7 +215,7 @@ def anytime(experiment: Experiment, board: pd.DataFrame, path: Path) -> Path:
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=8, loc="lower right" if score.higher_is_better else "upper right")
     fig.suptitle(f"Best found so far ({score.better})")
-    _save(fig, path)
+    save(fig, path)
     plt.close(fig)
     return path
 
@@ -248,126 +245,9 @@ def cost_vs_metric(experiment: Experiment, board: pd.DataFrame, found: pd.DataFr
            title=f"What each confirmed config costs ({score.better})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save(fig, path)
     plt.close(fig)
     return path
-
-
-def first_rung_study(study: Any, run: dict[str, Any]) -> tuple[Any, int | None]:
-    """A copy of the study in which every trial that reached ASHA's first rung is COMPLETE with
-    its value of the metric there, a score every trial has at the same fidelity (the study itself
-    holds only the trials ASHA let finish as COMPLETE, which would leave out every stopped one)."""
-    import optuna
-    from optuna.trial import TrialState, create_trial
-
-    rungs = asha_rungs(run)
-    if not rungs:
-        return study, None
-    rung = rungs[0]
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        fidelity = optuna.create_study(study_name=study.study_name, directions=study.directions)
-    finally:
-        optuna.logging.set_verbosity(verbosity)
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
-        value = trial.intermediate_values.get(rung)
-        if value is not None and math.isfinite(value):
-            fidelity.add_trial(create_trial(params=trial.params, distributions=trial.distributions,
-                                            value=value, user_attrs=trial.user_attrs))
-    return fidelity, rung
-
-
-def _importance_note(study: Any) -> str:
-    from optuna.trial import TrialState
-
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if len(complete) < 2:
-        return ("hyperparameter importance needs 2 trials with a score at ASHA's first rung, "
-                f"the study has {len(complete)}")
-    shared = set.intersection(*(set(t.params) for t in complete))
-    if not any(len({repr(t.params[p]) for t in complete}) > 1 for p in shared):
-        return "hyperparameter importance needs a parameter that varies between the scored trials"
-    return ""
-
-
-def study_figures(study: Any, directory: Path, rung: int | None = None,
-                  score: Score = Score()) -> tuple[dict[str, Path], list[str]]:
-    """Optuna's own matplotlib plots of the study (of scores at epoch `rung`, said in their
-    titles, where given); a note for each one that cannot be drawn."""
-    import matplotlib
-    import matplotlib.pyplot as plt
-    from optuna.trial import TrialState
-    from optuna.visualization import matplotlib as vis
-
-    written, notes = {}, []
-    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        return {}, ["the Optuna study has no completed trial yet: its figures are skipped"]
-    plots = {"optimization_history": vis.plot_optimization_history,
-             "param_importances": vis.plot_param_importances,
-             "parallel_coordinate": vis.plot_parallel_coordinate}
-    for name, plot in plots.items():
-        note = _importance_note(study) if name == "param_importances" else ""
-        if not note:
-            before = set(plt.get_fignums())
-            try:
-                # optuna switches pyplot to its ggplot style for good: keep that to its own figures
-                with warnings.catch_warnings(), matplotlib.rc_context():
-                    warnings.simplefilter("ignore")  # ExperimentalWarning, few-trial warnings
-                    ax = plot(study)
-                    ax.figure.set_size_inches(9, 4.5)
-                    if rung is not None:
-                        ax.set_title(f"{ax.get_title()}\nscore: {score.label} at epoch "
-                                     f"{rung}, ASHA's first rung ({score.better})", fontsize=11)
-                    written[name] = _save(ax.figure, directory / f"{name}.png")
-            except Exception as err:  # optuna refuses some studies; the rest of the report stands
-                why = str(err).strip() or type(err).__name__
-                note = f"{name.replace('_', ' ')} not drawn: {why}"
-            finally:  # close the figures optuna opened, also on failure, and no one else's
-                for number in set(plt.get_fignums()) - before:
-                    plt.close(number)
-        if note:
-            notes.append(note.splitlines()[0])
-    return written, notes
-
-
-def write_figures(experiment: Experiment, board: pd.DataFrame, directory: Path,
-                  found: pd.DataFrame | None = None) -> tuple[dict[str, Path], list[str]]:
-    """Draw every figure that can be drawn; return {stem: path} and notes on those left out.
-    found: the confirmed configs (results.confirmation.stats), where confirmation ran."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    written = {"learning_curves": learning_curves(experiment, board,
-                                                  directory / "learning_curves.png")}
-    notes = []
-    if experiment.history["timestamp"].notna().any():
-        written["anytime"] = anytime(experiment, board, directory / "anytime.png")
-    lr = pd.to_numeric(board.get("lr"), errors="coerce") if "lr" in board else None
-    if lr is not None and (lr > 0).any() and all(math.isfinite(v) for v in lr.dropna()):
-        written["metric_vs_lr"] = metric_vs_lr(experiment, board, directory / "metric_vs_lr.png")
-    else:
-        notes.append(f"{experiment.score.words} against learning rate skipped: the trials have no "
-                     "positive lr")
-    if found is not None and found["seconds"].notna().sum() >= 2:
-        written["cost_vs_metric"] = cost_vs_metric(experiment, board, found,
-                                                   directory / "cost_vs_metric.png")
-    else:
-        notes.append(f"confirmed {experiment.score.words} against training time skipped: fewer "
-                     "than 2 configs were confirmed over 2 seeds or more")
-    study, why = experiment.study, experiment.study_note
-    if study is None:
-        notes.append(f"{why}: the optimisation history, importance and parallel coordinates "
-                     "are skipped")
-    else:
-        fidelity, rung = first_rung_study(study, experiment.run)
-        drawn, more = study_figures(fidelity, directory, rung, experiment.score)
-        written.update(drawn)
-        notes += more
-    # a figure of an earlier report must not linger (accuracy_vs_lr: its name before metric_vs_lr)
-    for stem in [*(FIGURES.keys() - written.keys()), "accuracy_vs_lr"]:
-        (directory / f"{stem}.png").unlink(missing_ok=True)
-    return {stem: written[stem] for stem in FIGURES if stem in written}, notes
 
 
 def training_curve(epochs: list[dict[str, Any]], path: Path, title: str, metric: str) -> Path:
@@ -395,4 +275,4 @@ def training_curve(epochs: list[dict[str, Any]], path: Path, title: str, metric:
     ax_loss.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)

@@ -12,15 +12,17 @@ best_config.json (for python -m tuning.train --config), figures/*.png, summary.m
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from pathlib import Path
 
 import pandas as pd
 
 from results.confirmation import confirmation_table, stats
-from results.experiment import ReportError, load_experiment
-from results.figures import write_figures
+from results.experiment import Experiment, ReportError, load_experiment
+from results.figures import FIGURES, anytime, cost_vs_metric, learning_curves, metric_vs_lr
 from results.leaderboard import best_config, format_top, leaderboard
+from results.study_figures import first_rung_study, study_figures
 from results.summary import report_html, summary_markdown
 from trainables.cli import HelpFormatter, fail
 from trainables.config import KEYS, ConfigError, bookkeeping, parse_config
@@ -95,6 +97,45 @@ def build_reports(run_dir: Path) -> tuple[dict[str, Path], pd.DataFrame, list[st
     paths["report"] = write_text(run_dir / REPORT_FILE,
                                  report_html(experiment, board, paths, notes, confirmed))
     return paths, board, notes
+
+
+def write_figures(experiment: Experiment, board: pd.DataFrame, directory: Path,
+                  found: pd.DataFrame | None = None) -> tuple[dict[str, Path], list[str]]:
+    """Draw every figure that can be drawn; return {stem: path} and notes on those left out.
+    found: the confirmed configs (results.confirmation.stats), where confirmation ran."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    written = {"learning_curves": learning_curves(experiment, board,
+                                                  directory / "learning_curves.png")}
+    notes = []
+    if experiment.history["timestamp"].notna().any():
+        written["anytime"] = anytime(experiment, board, directory / "anytime.png")
+    lr = pd.to_numeric(board.get("lr"), errors="coerce") if "lr" in board else None
+    if lr is not None and (lr > 0).any() and all(math.isfinite(v) for v in lr.dropna()):
+        written["metric_vs_lr"] = metric_vs_lr(experiment, board, directory / "metric_vs_lr.png")
+    else:
+        notes.append(f"{experiment.score.words} against learning rate skipped: the trials have no "
+                     "positive lr")
+    if found is not None and found["seconds"].notna().sum() >= 2:
+        written["cost_vs_metric"] = cost_vs_metric(experiment, board, found,
+                                                   directory / "cost_vs_metric.png")
+    else:
+        notes.append(f"confirmed {experiment.score.words} against training time skipped: fewer "
+                     "than 2 configs were confirmed over 2 seeds or more")
+    study, why = experiment.study, experiment.study_note
+    if study is None:
+        notes.append(f"{why}: the optimisation history, importance and parallel coordinates "
+                     "are skipped")
+    else:
+        fidelity, rung = first_rung_study(study, experiment.run)
+        drawn, more = study_figures(fidelity, directory, rung, experiment.score)
+        written.update(drawn)
+        notes += more
+    # a figure of an earlier report must not linger (accuracy_vs_lr: its name before metric_vs_lr)
+    for stem in [*(FIGURES.keys() - written.keys()), "accuracy_vs_lr"]:
+        (directory / f"{stem}.png").unlink(missing_ok=True)
+    return {stem: written[stem] for stem in FIGURES if stem in written}, notes
 
 
 def write_reports(run_dir: Path) -> dict[str, Path]:

@@ -20,7 +20,8 @@ from optuna.trial import TrialState, create_trial
 from conftest import make_split, write_idx_files
 from results import report
 from results.experiment import ReportError, load_experiment, read_results
-from results.figures import FIGURES, asha_rungs, first_rung_study
+from results.figures import FIGURES, asha_rungs
+from results.study_figures import first_rung_study
 from results.leaderboard import LEADING, TRAILING, leaderboard
 from results.metric import Score
 from trainables.config import bookkeeping, parse_config
@@ -381,8 +382,8 @@ def test_a_metric_where_lower_is_better_ranks_answers_and_plots_that_way(tmp_pat
     from results import figures
 
     labels = []
-    save = figures._save
-    monkeypatch.setattr(figures, "_save", lambda fig, path: (
+    save = figures.save
+    monkeypatch.setattr(figures, "save", lambda fig, path: (
         labels.extend(ax.get_ylabel() for ax in fig.axes), save(fig, path))[1])
     run_dir = make_run_dir(tmp_path / "run", study=False, metric="val_rmse", mode="min",
                            confirm_seeds=3)
