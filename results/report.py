@@ -132,8 +132,8 @@ def write_figures(experiment: Experiment, board: pd.DataFrame, directory: Path,
         drawn, more = study_figures(fidelity, directory, rung, experiment.score)
         written.update(drawn)
         notes += more
-    # a figure of an earlier report must not linger (accuracy_vs_lr: its name before metric_vs_lr)
-    for stem in [*(FIGURES.keys() - written.keys()), "accuracy_vs_lr"]:
+    # a figure of an earlier report of the run must not linger
+    for stem in FIGURES.keys() - written.keys():
         (directory / f"{stem}.png").unlink(missing_ok=True)
     return {stem: written[stem] for stem in FIGURES if stem in written}, notes
 

@@ -27,7 +27,8 @@ from results.metric import Score
 from trainables.config import bookkeeping, parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
-RUN = {"name": "sgd_vs_adam", "space": "sgd_vs_adam", "description": "hand-made",
+RUN = {"name": "sgd_vs_adam", "space": "sgd_vs_adam", "space_ref": "sgd_vs_adam",
+       "description": "hand-made",
        "question": "SGD or Adam, and at what learning rate?", "compare": "optimizer",
        "metric": "val_accuracy", "mode": "max",
        "max_epochs": 4, "grace_period": 1, "reduction_factor": 2, "num_samples": 6, "seed": 0,

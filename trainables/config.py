@@ -17,10 +17,8 @@ from trainables.cli import ConfigError
 
 
 # what best_config.json holds beside the config: the task it trains, the trial it comes from, the
-# run's metric and its confirmed score (val_<metric>, val_<metric>_sd, seeds); best_epoch and
-# val_accuracy(_sd) in files written before the metric was named
-BOOKKEEPING_KEYS = ("task", "trial_id", "metric", "mode", "seeds", "best_epoch", "val_accuracy",
-                    "val_accuracy_sd")
+# run's metric and its confirmed score (val_<metric>, val_<metric>_sd, seeds: `bookkeeping`)
+BOOKKEEPING_KEYS = ("task", "trial_id", "metric", "mode", "seeds")
 # what a tuning trial's config holds beside the settings: the search's baseline trial is marked
 # "baseline": true, a confirmation run "confirms": the id of the search trial it trains again
 BASELINE, CONFIRMS = "baseline", "confirms"

@@ -233,10 +233,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None:
             self.scheduler.load_state_dict(state["scheduler"])
-        if state["generator"] is not None:  # None: a checkpoint of an unshuffled run, written
-            self.generator.set_state(state["generator"])  # before it was always kept
-        if state.get("rng") is not None:  # checkpoints written before it was kept
-            set_rng_state(state["rng"])
+        self.generator.set_state(state["generator"])
+        set_rng_state(state["rng"])
 
 
 def is_diverged(metrics: dict[str, float]) -> bool:

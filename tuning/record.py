@@ -111,11 +111,6 @@ def new_run_dir(s: Settings, space: Space) -> Path:
     return run_dir
 
 
-def space_of(record: dict[str, Any]) -> str:
-    """What loads a run's space: its ref (runs recorded before spaces could be files: its name)."""
-    return record.get("space_ref") or record["space"]
-
-
 def resumable_run_dir(storage_path: str, space: Space, name: str | None) -> Path:
     """The run a resume continues: --name, else the newest run of the space."""
     check_name(name)
@@ -125,7 +120,7 @@ def resumable_run_dir(storage_path: str, space: Space, name: str | None) -> Path
         run_dir = storage / name
     else:
         runs = sorted((p for p in storage.glob(f"{space.name}-*/{RUN_FILE}")
-                       if space_of(json.loads(p.read_text())) == ref),
+                       if json.loads(p.read_text()).get("space_ref") == ref),
                       key=lambda p: p.stat().st_mtime)
         if not runs:
             raise UsageError(f"no run of space {space.name!r} to resume under {storage}; pass "
@@ -133,7 +128,7 @@ def resumable_run_dir(storage_path: str, space: Space, name: str | None) -> Path
         run_dir = runs[-1].parent
     if not (run_dir / RUN_FILE).is_file():
         raise UsageError(f"{run_dir} is not a tuning run that can be resumed")
-    recorded = space_of(read(run_dir))
+    recorded = read(run_dir).get("space_ref")
     if recorded != ref:
         raise UsageError(f"{run_dir} is a run of space {recorded!r}, not {ref!r}")
     return run_dir

@@ -154,8 +154,7 @@ def _new(args: argparse.Namespace, space: Space) -> dict[str, Any]:
 def _resumed(args: argparse.Namespace, record: dict[str, Any], space: Space) -> dict[str, Any]:
     """A resumed run's settings: as recorded, a flag given only where it changes nothing."""
     values = {**DEFAULTS, **{k: record[k] for k in (*RECORDED, *CHANGEABLE) if k in record}}
-    # runs recorded before tasks were named trained the built-in task named like their dataset
-    values["task"] = (record.get("task") or {}).get("ref") or record.get("dataset", "fashion_mnist")
+    values["task"] = record["task"]["ref"]
     for key, value in vars(args).items():
         if value is None or key not in values:
             continue

@@ -54,7 +54,7 @@ def known_hyperparameters(task: Task, run_file: Path) -> dict[str, Any]:
         refs.append(task.ref)
     if run_file.is_file():
         run = json.loads(run_file.read_text())
-        refs.append(run.get("space_ref") or run.get("space"))
+        refs.append(run.get("space_ref"))
     known = dict(task.hyperparameters)
     for ref in refs:
         space = get_space(ref)

@@ -31,7 +31,7 @@ def check_warm_start(run_dir: str, space_ref: str, metric: str, mode: str) -> No
     """A one-line UsageError where RUN_DIR is no run, a run of another space, or one scored by
     another metric: its trials would mislead TPE."""
     record = _record(Path(run_dir))
-    theirs = record.get("space_ref") or record.get("space")
+    theirs = record.get("space_ref")
     if theirs != space_ref:
         raise UsageError(f"--warm-start {run_dir} is a run of space {theirs!r}, not {space_ref!r}; "
                          "warm-start from a run of the same space")
