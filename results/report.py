@@ -152,9 +152,10 @@ def top_rows(run_dir: Path, n: int = 5) -> str:
     return format_top(pd.read_csv(Path(run_dir) / LEADERBOARD_FILE), n)
 
 
-def wrote(run_dir: Path, paths: dict[str, Path]) -> list[str]:
+def wrote(run_dir: Path, current: bool = False) -> list[str]:
     """What a run's console says of its reports: the answer (summary.md's first paragraph), where
-    the main files are, and the commands that open the run in TensorBoard and optuna-dashboard."""
+    the main files are (`current`: written before, and still current), and the commands that open
+    the run in TensorBoard and optuna-dashboard."""
     import textwrap
 
     shown = Path(os.path.relpath(run_dir)) if not os.path.relpath(run_dir).startswith("..") \
@@ -164,10 +165,11 @@ def wrote(run_dir: Path, paths: dict[str, Path]) -> list[str]:
     if summary.is_file():
         answer = summary.read_text().split("\n\n")[0].strip().replace("\n", " ")
         lines += ["", *textwrap.wrap(answer, 100), ""]
-    for label in ("summary", "report", "leaderboard", "best_config"):
-        if label in paths:
-            lines.append(f"  {label:<12} {shown / paths[label].name}")
-    figures = [p for p in paths.values() if p.parent.name == FIGURES_DIR]
+    for label, name in (("summary", SUMMARY_FILE), ("report", REPORT_FILE),
+                        ("leaderboard", LEADERBOARD_FILE), ("best_config", BEST_CONFIG_FILE)):
+        if (run_dir / name).is_file():
+            lines.append(f"  {label:<12} {shown / name}" + (" (current)" if current else ""))
+    figures = list((run_dir / FIGURES_DIR).glob("*.png"))
     if figures:
         lines.append(f"  {'figures':<12} {shown / FIGURES_DIR}/ ({len(figures)})")
     lines.append(f"  {'viewers':<12} tensorboard --logdir {shown}   |   "
@@ -175,13 +177,14 @@ def wrote(run_dir: Path, paths: dict[str, Path]) -> list[str]:
     return lines
 
 
-def report_run(run_dir: Path) -> dict[str, Path]:
-    """What a run's command does last: write the reports and print the top trials and the answer;
-    a run cut before any trial finished an epoch (a short time budget, Ctrl-C) has nothing to
-    report yet, which is no error."""
+def report_run(run_dir: Path, show: bool = True) -> dict[str, Path]:
+    """What a run's command does last: write the reports and (where `show`) print the top trials
+    and the answer; a run cut before any trial finished an epoch (a short time budget, Ctrl-C) has
+    nothing to report yet, which is no error."""
     if reports_current(run_dir):
-        print(top_rows(run_dir, 5))
-        print(f"  report       {run_dir / REPORT_FILE} (current)")
+        if show:
+            print(f"\n{top_rows(run_dir, 5)}")
+            print("\n".join(wrote(run_dir, current=True)))
         return {}
     try:
         paths = write_reports(run_dir)
@@ -190,8 +193,9 @@ def report_run(run_dir: Path) -> dict[str, Path]:
             raise
         print(f"No report yet: {err}")
         return {}
-    print(f"\n{top_rows(run_dir, 5)}")
-    print("\n".join(wrote(run_dir, paths)))
+    if show:
+        print(f"\n{top_rows(run_dir, 5)}")
+        print("\n".join(wrote(run_dir)))
     return paths
 
 

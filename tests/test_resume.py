@@ -2,6 +2,8 @@
 directory, Ctrl-C during confirmation, a worker killed under a trial, and a resume that would
 change the run's inputs."""
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -61,33 +63,81 @@ def test_kill_as_a_trial_ends_then_resume_runs_every_trial_once(tmp_path, data_d
         assert_went_on([r["epoch"] for r in rows], trial_id)
 
 
-def test_time_budget_cut_moved_run_resumed_interrupted_in_confirmation_and_resumed_again(
-        tmp_path, data_dir, capsys):
-    """A run cut by --time-budget says so; a resume that would change its data or split is refused
-    in one line; moved to another folder, --resume continues the cut trials from their
-    checkpoints and runs the remaining samples; Ctrl-C while confirmation trains, and --resume
-    again: the confirmation runs continue from their checkpoints (no epoch twice) and the run
-    ends finished with every seed of every config; a resume of the finished run does nothing."""
+@pytest.fixture(scope="module")
+def budget(tmp_path_factory, data_dir):
+    """One run taken through what stops it, each step's outcome kept for the tests below: cut by
+    --time-budget in its search; resumes that would change it refused; moved to another folder and
+    resumed, then Ctrl-C while confirmation trains; resumed again with --final to the end; and
+    resumed once more, finished."""
+    tmp = tmp_path_factory.mktemp("budget")
     # 60 epochs, --full-budget (a search that settled early could end within the budget): the
     # budget runs out in the search
-    args = search(data_dir, tmp_path / "runs", "budget", "--num-samples", 10, "--max-epochs", 6,
-                  "--grace-period", 6, "--time-budget", 8, "--confirm-seeds", 2, "--max-seeds", 2,
-                  "--full-budget", "--final")
-    first = run_cli(*args)
-    assert first.returncode == 0, first.stderr[-3000:]
-    run_dir = tmp_path / "runs" / "budget"
-    assert run_status(run_dir) == "stopped_at_time_budget"
-    assert "the time budget ran out: --resume continues" in first.stdout
-    assert not (run_dir / "final").exists()  # --final waits for a finished search
+    first = run_cli(*search(data_dir, tmp / "runs", "budget", "--num-samples", 10,
+                            "--max-epochs", 6, "--grace-period", 6, "--time-budget", 8,
+                            "--confirm-seeds", 2, "--max-seeds", 2, "--full-budget", "--final"))
+    run_dir, moved = tmp / "runs" / "budget", tmp / "moved" / "budget"
+    out = {"first": first, "run_dir": run_dir, "moved": moved,
+           "status": run_status(run_dir) if first.returncode == 0 else None}
+    if first.returncode != 0:
+        return out
     study = load_study(run_dir)
-    assert len([t for t in study.trials if t.state != TrialState.RUNNING]) < 10
-    before = trial_results(run_dir)
-    cut = {t.user_attrs["ray_trial_id"] for t in study.trials if t.state == TrialState.RUNNING}
+    out.update(ended=len([t for t in study.trials if t.state != TrialState.RUNNING]),
+               before=trial_results(run_dir),
+               cut={t.user_attrs["ray_trial_id"] for t in study.trials
+                    if t.state == TrialState.RUNNING},
+               kept={p.parent.name.removeprefix("trial_") for p in checkpoints(run_dir)},
+               trial_ids={path.name.removeprefix("trial_") for path in run_dir.glob("trial_*")},
+               board=pd.read_csv(run_dir / "leaderboard.csv")
+               if (run_dir / "leaderboard.csv").exists() else None, refused={})
+    for flag, changed in [("--val-size", ["--val-size", "400"]), ("--smoke-test", ["--smoke-test"]),
+                          ("--task", ["--task", "mnist"]), ("--space", ["--space", "tutorial"])]:
+        flags = ["--space", "sgd_vs_adam", "--resume", "--name", "budget", "--storage-path",
+                 tmp / "runs", *changed]
+        if flag == "--space":
+            flags = flags[2:]
+        said = io.StringIO()
+        with contextlib.redirect_stderr(said), pytest.raises(SystemExit) as exit_:
+            main(list(map(str, flags)))  # in this process: no Ray starts for a refusal
+        out["refused"][flag] = (exit_.value.code, said.getvalue())
+    shutil.move(run_dir, moved)
+    process = start_run("--space", "sgd_vs_adam", "--resume", "--name", "budget",
+                        "--storage-path", tmp / "moved")
+
+    def confirmation_trains():  # its results reach confirm/ only at Tune's snapshots
+        return run_phase(moved) == "confirm" and training_workers(session=process.pid)
+
+    try:
+        out["confirming"] = wait_for(confirmation_trains, process, poll=0.1)
+        process.send_signal(signal.SIGINT)  # as a terminal's Ctrl-C
+        process.wait(timeout=120)
+    finally:
+        kill_run(process)
+    out["interrupted"] = json.loads((moved / "run.json").read_text())
+    out["confirm_cut"] = list(map(read_results, (moved / "confirm").glob("*/result.json")))
+    out["last"] = run_cli("--space", "sgd_vs_adam", "--resume", "--final", "--name", "budget",
+                          "--storage-path", tmp / "moved")
+    out["written"] = {path: path.stat().st_mtime_ns for path in moved.glob("*") if path.is_file()}
+    out["again"] = run_cli("--space", "sgd_vs_adam", "--resume", "--name", "budget",
+                           "--storage-path", tmp / "moved")
+    return out
+
+
+def test_a_time_budget_cuts_the_search_and_says_so(budget):
+    """The budget runs out in the search: the command ends well, says --resume continues, trains
+    no final model; the trials it cut are running in the study and keep the checkpoint they go on
+    from, the ended ones none; the leaderboard calls a cut trial unfinished, never stopped by ASHA."""
+    first, run_dir = budget["first"], budget["run_dir"]
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert budget["status"] == "stopped_at_time_budget"
+    assert "the time budget ran out: --resume continues" in first.stdout
+    assert "No final training: the run is stopped_at_time_budget" in first.stdout
+    assert budget["ended"] < 10
+    cut, before = budget["cut"], budget["before"]
     assert cut, "no trial was cut short by the time budget"
     if any(before.values()):
         # a cut trial is unfinished on the leaderboard, or completed where it had reported its
         # last epoch before the study heard it end; none is said to be stopped by ASHA
-        board = pd.read_csv(run_dir / "leaderboard.csv")
+        board = budget["board"]
         for _, row in board[board["trial_id"].isin(cut)].iterrows():
             assert row["status"] == "unfinished" or (
                 row["status"] == "completed" and row["epochs_run"] == row["epochs_planned"]), row
@@ -95,53 +145,49 @@ def test_time_budget_cut_moved_run_resumed_interrupted_in_confirmation_and_resum
         assert set(board[~board["trial_id"].isin(cut)]["status"]) <= {"completed"}
     else:  # a machine so busy that no trial finished an epoch within the budget
         assert "No report yet: no trial in " in first.stdout
-        assert not (run_dir / "leaderboard.csv").exists()
+        assert budget["board"] is None
     # a cut trial keeps the checkpoint it resumes from (and may keep one its worker wrote for an
     # epoch the driver had not heard yet when the budget ran out); an ended one keeps none
-    trial_ids = {path.name.removeprefix("trial_") for path in run_dir.glob("trial_*")}
-    assert not checkpoints(run_dir, trial_ids - cut)
-    kept = {p.parent.name.removeprefix("trial_") for p in checkpoints(run_dir)}
+    kept = budget["kept"]
+    assert not kept & (budget["trial_ids"] - cut)
     assert cut & {t for t, rows in before.items() if rows} <= kept <= cut
 
-    for changed, message in [
-        (["--val-size", "400"], "--val-size 400 differs from the run's 500"),
-        (["--smoke-test"], "--smoke-test differs from the run, started without it"),
-        (["--task", "mnist"], "--task mnist differs from the run's fashion_mnist"),
-        (["--space", "tutorial"], f"{run_dir} is a run of space 'sgd_vs_adam', not 'tutorial'"),
+
+def test_a_resume_that_would_change_the_run_is_refused_in_one_line(budget):
+    """Another split, the smoke test, another task or another space: one line, exit code 2."""
+    run_dir = budget["run_dir"]
+    for flag, message in [
+        ("--val-size", "--val-size 400 differs from the run's 500"),
+        ("--smoke-test", "--smoke-test differs from the run, started without it"),
+        ("--task", "--task mnist differs from the run's fashion_mnist"),
+        ("--space", f"{run_dir} is a run of space 'sgd_vs_adam', not 'tutorial'"),
     ]:
-        with pytest.raises(SystemExit) as exit:
-            main(["--space", "sgd_vs_adam", "--resume", "--name", "budget", "--storage-path",
-                  str(tmp_path / "runs"), *changed])
-        assert exit.value.code == 2
-        lines = capsys.readouterr().err.strip().splitlines()
+        code, said = budget["refused"][flag]
+        assert code == 2, (flag, said)
+        lines = said.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], lines
 
-    shutil.move(run_dir, tmp_path / "moved" / "budget")
-    moved = tmp_path / "moved" / "budget"
-    process = start_run("--space", "sgd_vs_adam", "--resume", "--name", "budget",
-                        "--storage-path", tmp_path / "moved")
-    def confirmation_trains():  # its results reach confirm/ only at Tune's snapshots
-        return run_phase(moved) == "confirm" and training_workers(session=process.pid)
 
-    try:
-        assert wait_for(confirmation_trains, process, poll=0.1)
-        process.send_signal(signal.SIGINT)  # as a terminal's Ctrl-C
-        process.wait(timeout=120)
-    finally:
-        kill_run(process)
-    assert not run_dir.exists()
-    run = json.loads((moved / "run.json").read_text())
-    assert (run["status"], run["phase"]) == ("interrupted", "confirm")
+def test_a_moved_run_resumes_and_ctrl_c_in_confirmation_leaves_it_resumable(budget):
+    """Moved to another folder, --resume goes on there; Ctrl-C while confirmation trains leaves
+    the run interrupted in its confirmation, a run cut short."""
+    assert budget["confirming"], "the resumed run never reached its confirmation"
+    assert not budget["run_dir"].exists()
+    assert (budget["interrupted"]["status"], budget["interrupted"]["phase"]) == (
+        "interrupted", "confirm")
     # runs start together: one may have reported nothing yet when the interrupt came
-    assert [r for r in map(read_results, (moved / "confirm").glob("*/result.json"))
-            if not r or r[-1]["epoch"] < 6], "no confirmation run was cut short by the interrupt"
+    assert [r for r in budget["confirm_cut"] if not r or r[-1]["epoch"] < 6], \
+        "no confirmation run was cut short by the interrupt"
 
-    result = run_cli("--space", "sgd_vs_adam", "--resume", "--final", "--name", "budget",
-                     "--storage-path", tmp_path / "moved")
-    assert result.returncode == 0, result.stderr[-3000:]
+
+def test_the_last_resume_finishes_every_trial_once_going_on_from_checkpoints(budget):
+    """--resume --final: every trial once, the cut ones and the confirmation runs going on from
+    their checkpoints (no epoch twice), every seed of every config, the final model trained."""
+    moved, last = budget["moved"], budget["last"]
+    assert last.returncode == 0, last.stderr[-3000:]
     assert_finished_once(moved, 10)
     after = trial_results(moved)
-    for trial_id, rows in before.items():  # cut trials went on from where they were
+    for trial_id, rows in budget["before"].items():  # cut trials went on from where they were
         assert [r["epoch"] for r in after[trial_id]][:len(rows)] == [r["epoch"] for r in rows]
         assert_went_on([r["epoch"] for r in after[trial_id]], trial_id)
     for trial_id, rows in trial_results(moved / "confirm").items():  # confirmation went on too
@@ -152,14 +198,16 @@ def test_time_budget_cut_moved_run_resumed_interrupted_in_confirmation_and_resum
     assert set(table["status"]) == {"completed"}
     assert (moved / "final").is_dir()
 
-    # a finished run has nothing to resume: no Ray, no check, the reports left as they are
-    written = {path: path.stat().st_mtime_ns for path in moved.glob("*") if path.is_file()}
-    again = run_cli("--space", "sgd_vs_adam", "--resume", "--name", "budget", "--storage-path",
-                    tmp_path / "moved")
+
+def test_a_finished_run_has_nothing_to_resume(budget):
+    """A resume of the finished run starts no Ray and no check, and leaves its files as they
+    were."""
+    moved, again = budget["moved"], budget["again"]
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"{moved} is finished: nothing to resume" in again.stdout
-    assert "(current)" in again.stdout and "training samples/s" not in again.stdout  # no check
-    assert {path: path.stat().st_mtime_ns for path in moved.glob("*") if path.is_file()} == written
+    assert "(current)" in again.stdout and "training samples/s" not in again.stdout
+    assert {path: path.stat().st_mtime_ns for path in moved.glob("*") if path.is_file()} == \
+        budget["written"]
 
 
 def test_killed_workers_recover_or_error_and_resume_finishes_under_max_concurrent(tmp_path,

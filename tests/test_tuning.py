@@ -450,3 +450,18 @@ def test_warm_start_seeds_tpe_with_an_earlier_runs_trials(tmp_path):
     assert near[0] > 0.6 and near[0] > near[1] + 0.25, (near, warm, cold)
     study = optuna.load_study(study_name="s", storage=journal(tmp_path / "warm"))
     assert study.user_attrs["warm_start"] == 30
+
+
+def test_a_finished_search_keeps_the_checkpoints_of_its_errored_trials_only(tmp_path):
+    """Once the search is done, every trial directory's checkpoints go, also those of a trial a
+    crash lost after its first checkpoint (the study never heard of it), but an errored trial's,
+    which --resume retries from them."""
+    from tuning import storage
+    from tuning.checkpoints import drop_ended
+
+    for trial in ("ended", "lost", "errored"):
+        (tmp_path / f"trial_{trial}" / "checkpoint_000001").mkdir(parents=True)
+        (tmp_path / f"trial_{trial}" / "result.json").write_text("{}")
+    assert drop_ended(storage.local(tmp_path), None, keep={"errored"}) == 2
+    assert sorted(p.parent.name for p in tmp_path.glob("trial_*/checkpoint_*")) == ["trial_errored"]
+    assert len(list(tmp_path.glob("trial_*/result.json"))) == 3

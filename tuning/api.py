@@ -54,8 +54,9 @@ def tune(space: str, *, task: str | None = None, data_dir: str | Path | None = N
                       data_dir=data_dir, final=final)
     quiet(args.address, bool(args.verbose))
     run_dir = run(args)
-    report_run(run_dir)
-    if final and final_training(run_dir, data_dir):
+    report_run(run_dir, show=not final)
+    if final:
+        final_training(run_dir, data_dir)
         report_run(run_dir)
     tracking.finish(run_dir)
     board, summary, best = (run_dir / name for name in (LEADERBOARD_FILE, SUMMARY_FILE,

@@ -55,15 +55,17 @@ def drop_dir(filesystem: Any, path: str) -> bool:
         return False
 
 
-def drop_ended(trials: Trials, trial_ids: Iterable[str] | None = None) -> int:
+def drop_ended(trials: Trials, trial_ids: Iterable[str] | None = None,
+               keep: Iterable[str] = ()) -> int:
     """Delete the checkpoints of these ended trials of a run, wherever it keeps them (None: of
-    every trial in it); how many."""
+    every trial in it, but those in `keep`); how many."""
     import pyarrow.fs
 
     if trial_ids is None:
         selector = pyarrow.fs.FileSelector(trials.path, allow_not_found=True)
+        kept = {f"{TRIAL_DIR_PREFIX}{trial_id}" for trial_id in keep}
         paths = [info.path for info in trials.filesystem.get_file_info(selector)
-                 if info.base_name.startswith(TRIAL_DIR_PREFIX)]
+                 if info.base_name.startswith(TRIAL_DIR_PREFIX) and info.base_name not in kept]
     else:
         paths = [f"{trials.path}/{TRIAL_DIR_PREFIX}{trial_id}" for trial_id in trial_ids]
     return sum(drop_checkpoints(trials.filesystem, path) for path in paths)

@@ -150,8 +150,9 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         run_dir = run(args)
-        report_run(run_dir)
-        if args.final and final_training(run_dir, args.data_dir):
+        report_run(run_dir, show=not args.final)  # with --final: once it has trained
+        if args.final:
+            final_training(run_dir, args.data_dir)
             report_run(run_dir)
         tracking.finish(run_dir)
     except (UsageError, ConfigError, DataError, TaskError, ReportError) as err:

@@ -98,10 +98,13 @@ def search(run: Run, checked: Checked, data: Any, deadline: float | None, restor
         search_tuner(run, checked, data, restore).fit()
     storage.pull(run.dir, run.trials)
     ended, running, errored = ended_trials(run.dir, run.study_name)
-    # Tune's last snapshot lists them as ended: no resume runs them on (tuning.checkpoints)
-    drop_ended(run.trials, ended - errored)
+    done = search_done(run.dir, run.study_name, run.settings.num_samples)
+    # Tune's last snapshot lists them as ended: no resume runs them on (tuning.checkpoints); once
+    # the search is done, neither does one run a trial that a crash lost after its first
+    # checkpoint, before Tune's snapshot listed it: only an errored trial is retried
+    drop_ended(run.trials, None if done else ended - errored, keep=errored)
     phase = None
-    if search_done(run.dir, run.study_name, run.settings.num_samples):
+    if done:
         status, advice = Status.FINISHED, ""
         if run.settings.confirm_seeds:
             status, phase = Status.RUNNING, Phase.CONFIRM

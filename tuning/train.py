@@ -142,10 +142,10 @@ def test_line(metrics: dict[str, float], metric: str) -> str:
 
 
 def train(config: TrainConfig, task: Task, output: Path, data_dir: Path | str | None,
-          device: str) -> dict[str, Any]:
+          device: str, brief: bool = False) -> dict[str, Any]:
     """Train on the task's whole training set (its training and validation splits), test on its
-    test split after each epoch where it has one, print the tutorial's familiar lines, and write
-    the results."""
+    test split after each epoch where it has one, print the tutorial's familiar lines (`brief`:
+    a line an epoch, as a run's final training does), and write the results."""
     splits = task.splits(Path(data_dir) if data_dir else default_data_dir())
     whole = concat(splits["train"], splits["val"]) if "val" in splits else splits["train"]
     trainer = Trainer(config, task, device, workers())
@@ -158,10 +158,15 @@ def train(config: TrainConfig, task: Task, output: Path, data_dir: Path | str | 
     metric = task.metric.name
     history = []
     for epoch in range(1, config.epochs + 1):
-        print(f"Epoch {epoch}\n-------------------------------")
-        metrics = fit_with_progress(trainer, train_feed, test_feed)
-        print(test_line(metrics, metric) if test_feed is not None else
-              f"Train loss: {metrics['train_loss']:>8f} \n", flush=True)
+        if brief:
+            metrics = trainer.fit_epoch(train_feed, test_feed, None, holdout_name="test")
+            print(f"[final] epoch {epoch} of {config.epochs}: "
+                  f"{final_words({**metrics, 'metric': metric}).lower()}", flush=True)
+        else:
+            print(f"Epoch {epoch}\n-------------------------------")
+            metrics = fit_with_progress(trainer, train_feed, test_feed)
+            print(test_line(metrics, metric) if test_feed is not None else
+                  f"Train loss: {metrics['train_loss']:>8f} \n", flush=True)
         history.append({**metrics, "seconds": round(metrics["seconds"], 3)})
         if is_diverged(metrics):
             print(f"Stopped: the loss is {metrics['train_loss']} after epoch {epoch} (diverged); "
@@ -218,8 +223,7 @@ def final_training(run_dir: Path, data_dir: Path | str | None = None) -> bool:
     config, task = read_config(run_dir / BEST_CONFIG_FILE)
     print(f"\nFinal training of the best config for {config.epochs} epochs on the whole training set")
     result = train(config, task, run_dir / FINAL_DIR, data_dir or run.get("data_dir"),
-                   default_device())
-    print(f"Final: {final_words(result)}")
+                   default_device(), brief=True)
     return True
 
 
