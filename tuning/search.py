@@ -113,5 +113,5 @@ def search(run: Run, checked: Checked, data: Any, deadline: float | None, restor
     else:
         status, advice = Status.INTERRUPTED, "; interrupted: continue with --resume"
     run.end(status, "search_seconds", time.perf_counter() - started, phase)
-    print(f"\n{len(ended)} of {run.settings.num_samples} trials ended ({len(errored)} errored), "
+    print(f"{len(ended)} of {run.settings.num_samples} trials ended ({len(errored)} errored), "
           f"{running} cut short{advice}.")

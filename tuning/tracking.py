@@ -19,6 +19,7 @@ next resume sets RUNNING again. mlflow is imported only where a run logs to it.
 from __future__ import annotations
 
 import json
+import logging
 import numbers
 import os
 import socket
@@ -45,8 +46,10 @@ def _mlflow() -> Any:
         import mlflow
     except ImportError:
         raise UsageError("--mlflow needs mlflow: pip install mlflow") from None
-    # MLflow prints two links to a server's UI as each run ends, trial by trial
+    # MLflow prints two links to a server's UI as each run ends, trial by trial, and a line as it
+    # makes a database's tables: none of it the run's console
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     return mlflow
 
 
