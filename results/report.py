@@ -158,8 +158,8 @@ def wrote(run_dir: Path, current: bool = False) -> list[str]:
     the run in TensorBoard and optuna-dashboard."""
     import textwrap
 
-    shown = Path(os.path.relpath(run_dir)) if not os.path.relpath(run_dir).startswith("..") \
-        else Path(run_dir)
+    relative = os.path.relpath(run_dir)
+    shown = Path(run_dir if relative.startswith("..") else relative)
     lines = []
     summary = run_dir / SUMMARY_FILE
     if summary.is_file():

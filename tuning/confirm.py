@@ -25,7 +25,7 @@ from tuning import storage
 from tuning.dry_run import Checked
 from tuning.record import Run
 from tuning.storage import Trials
-from tuning.tuner import left, make_trainable, time_limit, trial_dirname
+from tuning.tuner import left, make_trainable, new_tuner, time_limit
 
 
 def seeds_of(rows: list[dict[str, Any]], trial_id: str) -> list[int]:
@@ -154,27 +154,17 @@ def finished(run_dir: Path) -> bool:
 
 
 def build_confirmation(runs: Trials, trainable: Any, searcher: Looks, resume: bool,
-                       callbacks: list[Any], trial_dirname: Any) -> Any:
+                       callbacks: list[Any]) -> Any:
     """The Tuner of the confirmation runs, kept in `runs` (the run's CONFIRM_DIR): restored where
     an interrupted one exists."""
     from ray import tune
 
-    from tuning.checkpoints import DropCheckpoints
     from tuning.scheduler import HearsErrors
 
     if resume and tune.Tuner.can_restore(**runs.restore_args()):
         return tune.Tuner.restore(**runs.restore_args(), trainable=trainable,
                                   resume_unfinished=True, resume_errored=True)
-    return tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=HearsErrors(searcher),
-                                    num_samples=-1, reuse_actors=True,
-                                    trial_dirname_creator=trial_dirname),
-        run_config=tune.RunConfig(
-            **runs.run_config(),
-            failure_config=tune.FailureConfig(max_failures=1),
-            callbacks=[*callbacks, DropCheckpoints()], verbose=0),
-    )
+    return new_tuner(trainable, runs, searcher, HearsErrors(searcher), callbacks)
 
 
 def confirm(run: Run, checked: Checked, data: Any, deadline: float | None) -> None:
@@ -198,7 +188,7 @@ def confirm(run: Run, checked: Checked, data: Any, deadline: float | None) -> No
                               s.max_epochs, live=not s.verbose),
                      *tracking.callbacks(run.dir, "confirmation")]
         tuner = build_confirmation(runs, make_trainable(s, checked.task, data), searcher,
-                                   s.resume and runs.exists(), callbacks, trial_dirname)
+                                   s.resume and runs.exists(), callbacks)
         with time_limit(remaining):
             tuner.fit()
         storage.pull(run.dir / CONFIRM_DIR, runs)

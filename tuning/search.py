@@ -16,7 +16,7 @@ from trainables.rundir import Phase, Status
 from tuning import storage
 from tuning.dry_run import Checked
 from tuning.record import Run
-from tuning.tuner import left, make_trainable, time_limit, trial_dirname
+from tuning.tuner import left, make_trainable, new_tuner, time_limit
 
 
 def ended_trials(run_dir: Path, study_name: str) -> tuple[set[str], int, set[str]]:
@@ -48,7 +48,6 @@ def search_tuner(run: Run, checked: Checked, data: Any, restore: bool) -> Any:
     from ray import tune
 
     from tuning import tracking
-    from tuning.checkpoints import DropCheckpoints
     from tuning.progress import Progress, asha_epochs
     from tuning.scheduler import RaceScheduler
     from tuning.searcher import SearchPlan, StudySearch, restoring_at
@@ -70,21 +69,9 @@ def search_tuner(run: Run, checked: Checked, data: Any, restore: bool) -> Any:
         study.set_max_concurrency(s.max_concurrent)
     progress = Progress("search", s.num_samples, run.score, asha_epochs(
         s.max_epochs, s.grace_period, s.reduction_factor), live=not s.verbose)
-    return tune.Tuner(
-        trainable,
-        # the study says when it has its samples (StudySearch.suggest), not Ray's counter; each
-        # compared value races in its own rungs, and the study hears every rung's stop
-        tune_config=tune.TuneConfig(search_alg=study, scheduler=RaceScheduler(study),
-                                    num_samples=-1, reuse_actors=True,
-                                    trial_dirname_creator=trial_dirname),
-        run_config=tune.RunConfig(
-            **trials.run_config(),
-            failure_config=tune.FailureConfig(max_failures=1),  # e.g. a lost node: retry once
-            # a trial's older checkpoints, an ended trial's all: tuning.checkpoints
-            callbacks=[progress, DropCheckpoints(), *tracking.callbacks(run.dir, "search")],
-            verbose=1 if s.verbose else 0,  # Ray's tables: --verbose; ours: Progress
-        ),
-    )
+    # each compared value races in its own rungs, and the study hears every rung's stop
+    return new_tuner(trainable, trials, study, RaceScheduler(study),
+                     [progress, *tracking.callbacks(run.dir, "search")], s.verbose)
 
 
 def search(run: Run, checked: Checked, data: Any, deadline: float | None, restore: bool

@@ -1,5 +1,5 @@
-"""What the phases' Tuners share: the trainable with the task and the data, the trials'
-directory names, and a fit within the time budget."""
+"""What the phases' Tuners share: the trainable with the task and the data, the Tuner itself,
+the trials' directory names, and a fit within the time budget."""
 
 from __future__ import annotations
 
@@ -33,6 +33,26 @@ def make_trainable(s: Settings, task: Task, data: Any) -> Any:
     start_trials_together(s)
     return tune.with_resources(tune.with_parameters(train_trial, task=task, data=data),
                                {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial})
+
+
+def new_tuner(trainable: Any, trials: Any, searcher: Any, scheduler: Any, callbacks: list[Any],
+              verbose: bool = False) -> Any:
+    """A phase's Tuner, kept in `trials` (tuning.storage.Trials): its searcher says when it has
+    its trials (not Ray's counter), workers are reused, a trial that fails (a lost node, say) is
+    retried once, and checkpoints are dropped as the run goes (tuning.checkpoints); Ray's own
+    tables only where `verbose` (ours: tuning.progress)."""
+    from ray import tune
+
+    from tuning.checkpoints import DropCheckpoints
+
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=-1,
+                                    reuse_actors=True, trial_dirname_creator=trial_dirname),
+        run_config=tune.RunConfig(**trials.run_config(),
+                                  failure_config=tune.FailureConfig(max_failures=1),
+                                  callbacks=[*callbacks, DropCheckpoints()],
+                                  verbose=1 if verbose else 0))
 
 
 def left(deadline: float | None) -> float | None:
