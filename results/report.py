@@ -25,7 +25,7 @@ from results.leaderboard import best_config, format_top, leaderboard
 from results.study_figures import first_rung_study, study_figures
 from results.summary import report_html, summary_markdown
 from trainables.cli import HelpFormatter, fail
-from trainables.config import KEYS, ConfigError, bookkeeping, parse_config
+from trainables.config import KEYS, ConfigError, bookkeeping, choices, parse_config
 from trainables.rundir import (BEST_CONFIG_FILE, CONFIRMATION_FILE, FIGURES_DIR, FINAL_DIR,
                                FINAL_METRICS_FILE, HISTORY_FILE, LEADERBOARD_FILE, REPORT_FILE,
                                RUN_FILE, STUDY_FILE, SUMMARY_FILE, Status, read_json,
@@ -51,7 +51,8 @@ def _write_best_config(run_dir: Path, config: dict | None, label: str
     ignore = bookkeeping(config)
     try:
         parse_config(config, ignore=ignore,
-                     hyperparameters={k: None for k in config if k not in KEYS + ignore})
+                     hyperparameters={k: None for k in config if k not in KEYS + ignore},
+                     own_optimizers=config.get("optimizer") not in choices()["optimizer"])
     except ConfigError as err:
         return {}, (f"{BEST_CONFIG_FILE} not written: trial {config['trial_id']}'s params "
                     f"do not make a training config: {err}")

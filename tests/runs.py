@@ -233,10 +233,12 @@ def assert_finished_once(run_dir, num_samples):
     return study, board
 
 
-def assert_raced_confirmed_and_reported(run_dir, baseline, column, budget):
+def assert_raced_confirmed_and_reported(run_dir, baseline, column, budget,
+                                        values=("sgd", "adam")):
     """A finished run scored by `column`: trial 0 is the task's baseline, marked in study and
-    leaderboard; both optimizers raced; confirmation ran seeds 0 and 1 of each optimizer's best
-    for the full budget; the report was written. Returns the leaderboard and summary.md."""
+    leaderboard; both optimizers (`values`) raced; confirmation ran seeds 0 and 1 of each
+    optimizer's best for the full budget; the report was written. Returns the leaderboard and
+    summary.md."""
     run = json.loads((run_dir / "run.json").read_text())
     assert run["status"] == "finished" and run["metric"] == column
     study = optuna.load_study(study_name=run["study_name"],
@@ -246,10 +248,10 @@ def assert_raced_confirmed_and_reported(run_dir, baseline, column, budget):
     assert {k: first.params[k] for k in first.params} == {
         k: v for k, v in baseline.items() if k in first.params}
     board = pd.read_csv(run_dir / "leaderboard.csv")
-    assert len(board) == budget["num_samples"] and set(board["optimizer"]) == {"sgd", "adam"}
+    assert len(board) == budget["num_samples"] and set(board["optimizer"]) == set(values)
     assert board.loc[board["baseline"], "trial_id"].tolist() == [first.user_attrs["ray_trial_id"]]
     confirmed = pd.read_csv(run_dir / "confirmation.csv")
-    assert set(confirmed["optimizer"]) == {"sgd", "adam"} and column in confirmed.columns
+    assert set(confirmed["optimizer"]) == set(values) and column in confirmed.columns
     for _, seeds in confirmed.groupby("trial_id"):
         assert sorted(seeds["seed"]) == [0, 1] and set(seeds["epochs_run"]) == {budget["max_epochs"]}
     summary = (run_dir / "summary.md").read_text()

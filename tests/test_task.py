@@ -69,7 +69,7 @@ DEFECTS = {
     "a metric that does not fit the outputs": (
         ('METRIC = "accuracy"', 'METRIC = "rmse"'),
         "METRIC 'rmse' cannot be computed from outputs (32, 2) float32 and targets (32,) int64: "
-        "RuntimeError: shape '[32]' is invalid for input of size 64"),
+        "ShapeError: rmse cannot compare outputs (32, 2) with targets (32,): one output a target"),
     "a baseline outside the space": (
         ('"lr": 0.01, "batch_size": 32}', '"lr": 0.5, "batch_size": 32}'),
         "BASELINE is outside the space: lr 0.5 is outside [0.001, 0.1]"),
@@ -102,6 +102,50 @@ DEFECTS = {
         ("return nn.Linear(4, 2)",
          "model = nn.Linear(4, 2)\n    model.weight.data.fill_(float('nan'))\n    return model"),
         "loss(outputs, targets) is nan on the first batch"),
+    # hooks and keys of one's own training code (trainables.steps)
+    "a training step that returns no loss": (
+        ("def define(trial, max_epochs):\n",
+         "def training_step(model, batch):\n    return 1.0\n\n\ndef define(trial, max_epochs):\n"),
+        "training_step(model, batch) returned float, not the batch's loss (a 0-d tensor)"),
+    "an evaluation step that returns the outputs alone": (
+        ("def define(trial, max_epochs):\n",
+         "def evaluation_step(model, batch):\n    return model(batch[0])\n\n\n"
+         "def define(trial, max_epochs):\n"),
+        "evaluation_step(model, batch) failed on the first batch: ValueError: too many values to "
+        "unpack (expected 2); it returns (outputs, targets)"),
+    "configure_optimizers returning no optimizer": (
+        ("def define(trial, max_epochs):\n",
+         "def configure_optimizers(model, params):\n    return model\n\n\n"
+         "def define(trial, max_epochs):\n"),
+        "configure_optimizers(model, params) returned Linear, not an optimizer, (optimizer, "
+        "schedule) or {\"optimizer\": ..., \"lr_scheduler\": ...}"),
+    "configure_optimizers that raises": (
+        ("def define(trial, max_epochs):\n",
+         "def configure_optimizers(model, params):\n    return OPTIMIZERS[params['optimizer']]\n"
+         "\n\ndef define(trial, max_epochs):\n"),
+        "configure_optimizers(model, params) raised NameError: name 'OPTIMIZERS' is not defined"),
+    "an optimizer argument that does not exist": (
+        ('"lr": 0.01, "batch_size": 32}', '"lr": 0.01, "batch_size": 32, "betas": [0.9, 0.99]}'),
+        "BASELINE is not a config that trains: unknown key 'betas'; allowed keys: "),
+    "a precision the device lacks": (
+        ('return {"epochs": max_epochs, "batch_size": 32}',
+         'return {"epochs": max_epochs, "batch_size": 32, "precision": "fp16"}'),
+        "the first config cannot train: precision fp16 needs a CUDA device (its gradient scaler "
+        "is CUDA's); this trial trains on cpu: use bf16"),
+    "dict batches without a training step": (
+        ('return {"train": (x, (x[:, 0] > 0).long())}',
+         'return {"train": Items([{"x": x[i], "y": int(x[i, 0] > 0)} for i in range(120)])}\n\n'
+         '\nclass Items(torch.utils.data.Dataset):\n    def __init__(self, items):\n'
+         '        self.items = items\n\n    def __len__(self):\n        return len(self.items)\n\n'
+         '    def __getitem__(self, i):\n        return self.items[i]'),
+        "load_data(data_dir) gave batches the default step cannot take: a batch is a dict, not "
+        "(inputs, targets): write training_step(model, batch) in the task for batches like "
+        "these"),
+    "a loss that would broadcast outputs against targets": (
+        ("return nn.Linear(4, 2)", "return nn.Linear(4, 1)\n\n\n"
+         "loss = nn.functional.mse_loss\nMETRIC = 'rmse'"),
+        "loss(outputs, targets) does not fit the model's outputs (32, 1) float32 and targets "
+        "(32,) int64: ValueError: it would broadcast them: Using a target size "),
     "a file that does not import": (
         ("import threading", "import threading\nimport no_such_module"),
         "importing it raised ModuleNotFoundError: No module named 'no_such_module'"),

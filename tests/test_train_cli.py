@@ -70,8 +70,9 @@ BAD_CONFIGS = {
     "unknown task": ('{"optimizer": "sgd", "lr": 0.1, "task": "imagenet"}',
                      "imagenet: no such file or module"),
     "lr 0": ('{"optimizer": "sgd", "lr": 0}', "lr must be greater than 0, got 0"),
-    "unknown optimizer": ('{"optimizer": "lbfgs", "lr": 0.1}',
-                          "optimizer 'lbfgs' is not one of: sgd, adam, adamw, rmsprop, adagrad"),
+    "unknown optimizer": ('{"optimizer": "lion", "lr": 0.1}',
+                          "optimizer 'lion' is not one of: sgd, adam, adamw, rmsprop, adagrad, "
+                          "adadelta"),
     "missing file": (None, "does not exist"),
     "invalid JSON": ('{"optimizer": "sgd", lr: 0.1}', "is not valid JSON"),
     # on the machine's FashionMNIST: refused before the first epoch, from the speed of a few batches

@@ -1,9 +1,11 @@
-"""Optimizers and learning-rate schedules, each built by name from its registry.
+"""Optimizers and learning-rate schedules, built from a config (or by the task's own
+configure_optimizers).
 
-The names a config may give, and the settings each optimizer takes, are trainables.config's
-(OPTIMIZER_SETTINGS, SCHEDULE_NAMES), which validates configs against them; the registries here
-hold what each name builds, and must name the same. Adding an optimizer is a line in each (and a
-search space that suggests it).
+The names a config may give, and each one's keyword arguments, are trainables.config's
+(optimizer_classes, schedule_classes): any torch.optim optimizer by its name in lower case, any
+torch.optim.lr_scheduler schedule by its class name, and six schedules by a short name, built
+here. A schedule steps once an epoch, or once a batch (`schedule_interval`: "batch", the field's
+way for warm-up and one-cycle); the short names' settings count epochs either way.
 """
 
 from __future__ import annotations
@@ -11,52 +13,98 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from functools import partial
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 from torch.optim import lr_scheduler
 
-from trainables.config import OPTIMIZER_SETTINGS, ConfigError, TrainConfig
+from trainables.config import (ConfigError, TrainConfig, optimizer_arguments, optimizer_classes,
+                               schedule_arguments, schedule_classes, SHARED_SCHEDULE_ARGS)
 
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
-    "sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
-    "rmsprop": torch.optim.RMSprop, "adagrad": torch.optim.Adagrad}
+CORE_OPTIMIZER_ARGS = ("momentum", "nesterov", "weight_decay")  # the core's own fields
 
-Schedule = Callable[[torch.optim.Optimizer, TrainConfig], lr_scheduler.LRScheduler]
-SCHEDULES: dict[str, Schedule | None] = {  # stepped once per epoch; "none": a constant lr
+Schedule = Callable[[torch.optim.Optimizer, TrainConfig, int], Any]
+SCHEDULES: dict[str, Schedule | None] = {  # (optimizer, config, steps an epoch); "none": constant
     "none": None,
-    "step": lambda opt, c: lr_scheduler.StepLR(opt, step_size=c.step_size, gamma=c.gamma),
-    "multistep": lambda opt, c: lr_scheduler.MultiStepLR(opt, milestones=c.milestones,
-                                                         gamma=c.gamma),
-    "exponential": lambda opt, c: lr_scheduler.ExponentialLR(opt, gamma=c.gamma),
-    "cosine": lambda opt, c: lr_scheduler.CosineAnnealingLR(opt, T_max=c.epochs),
+    "step": lambda opt, c, n: lr_scheduler.StepLR(opt, step_size=c.step_size * n, gamma=c.gamma),
+    "multistep": lambda opt, c, n: lr_scheduler.MultiStepLR(
+        opt, milestones=[m * n for m in c.milestones], gamma=c.gamma),
+    "exponential": lambda opt, c, n: lr_scheduler.ExponentialLR(opt, gamma=c.gamma ** (1 / n)),
+    "cosine": lambda opt, c, n: lr_scheduler.CosineAnnealingLR(opt, T_max=c.epochs * n),
     # from lr / 25 up to lr over the first 30% of its steps, then down on a cosine to lr / 25e4
-    # (Smith, 2018); one step more than epochs, so that the last epoch, as cosine's, keeps some lr
-    "onecycle": lambda opt, c: lr_scheduler.OneCycleLR(opt, max_lr=c.lr, total_steps=c.epochs + 1),
+    # (Smith, 2018); one step more than it takes, so that the last epoch, as cosine's, keeps some lr
+    "onecycle": lambda opt, c, n: lr_scheduler.OneCycleLR(opt, max_lr=c.lr,
+                                                          total_steps=c.epochs * n + 1),
 }
 
 
 def build_optimizer(params: Iterable[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
-    return OPTIMIZERS[config.optimizer](
-        params, lr=config.lr, weight_decay=config.weight_decay,
-        **{name: getattr(config, name) for name in OPTIMIZER_SETTINGS[config.optimizer]})
+    """The config's optimizer: its lr, the core's momentum, nesterov and weight_decay where it
+    takes them, and its other keyword arguments."""
+    takes = optimizer_arguments(config.optimizer)
+    core = {name: getattr(config, name) for name in CORE_OPTIMIZER_ARGS if name in takes}
+    return optimizer_classes()[config.optimizer](params, lr=config.lr, **core,
+                                                 **config.optimizer_args)
 
 
-def build_scheduler(
-    optimizer: torch.optim.Optimizer, config: TrainConfig
-) -> lr_scheduler.LRScheduler | None:
-    """The schedule, stepped once per epoch; None for a constant learning rate. With
-    warmup_epochs, the lr climbs linearly to config.lr over those epochs (from lr / (warmup + 1)),
-    and the schedule runs over the epochs after them."""
-    make, warmup = SCHEDULES[config.schedule], config.warmup_epochs
-    main = make(optimizer, replace(config, epochs=config.epochs - warmup)) if make else None
+def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps: int = 1
+                    ) -> Any:
+    """The schedule, stepped once an epoch (`steps` 1) or once a batch (`steps` the optimizer
+    steps an epoch); None for a constant learning rate. With warmup_epochs, the lr climbs linearly
+    to config.lr over those epochs (from lr / (warmup + 1)), and the schedule runs over the epochs
+    after them."""
+    warmup = config.warmup_epochs
+    rest = replace(config, epochs=config.epochs - warmup)
+    if config.schedule in schedule_classes():
+        takes = schedule_arguments(config.schedule)
+        shared = {k: getattr(config, k) for k in SHARED_SCHEDULE_ARGS if k in takes}
+        main = schedule_classes()[config.schedule](optimizer, **shared, **config.schedule_args)
+    else:
+        make = SCHEDULES[config.schedule]
+        main = make(optimizer, rest, steps) if make else None
     if not warmup:
         return main
-    warm = lr_scheduler.LinearLR(optimizer, start_factor=1 / (warmup + 1), total_iters=warmup)
+    warm = lr_scheduler.LinearLR(optimizer, start_factor=1 / (warmup * steps + 1),
+                                 total_iters=warmup * steps)
     if main is None:
         return warm
-    return lr_scheduler.SequentialLR(optimizer, [warm, main], milestones=[warmup])
+    return lr_scheduler.SequentialLR(optimizer, [warm, main], milestones=[warmup * steps])
+
+
+def configured(hook: Callable[[nn.Module, dict[str, Any]], Any], model: nn.Module,
+               config: TrainConfig) -> tuple[torch.optim.Optimizer, Any, str]:
+    """(optimizer, schedule or None, interval) from a task's configure_optimizers(model, params),
+    in Lightning's shapes: an optimizer; (optimizer, schedule); or {"optimizer": ...,
+    "lr_scheduler": schedule or {"scheduler": ..., "interval": "epoch" or "step"}}. Without a
+    schedule of its own, the config's is built on its optimizer. A TypeError saying what came
+    back otherwise (as_optimizers)."""
+    return as_optimizers(hook(model, config.to_dict()), config)
+
+
+def as_optimizers(value: Any, config: TrainConfig) -> tuple[torch.optim.Optimizer, Any, str]:
+    """What configure_optimizers returned, as (optimizer, schedule or None, interval); a TypeError
+    whose message begins "returned" otherwise."""
+    schedule, interval = None, config.schedule_interval
+    if isinstance(value, dict):
+        schedule = value.get("lr_scheduler")
+        if isinstance(schedule, dict):
+            interval = {"step": "batch"}.get(schedule.get("interval"),
+                                             schedule.get("interval", interval))
+            schedule = schedule.get("scheduler")
+        value = value.get("optimizer")
+    elif isinstance(value, (tuple, list)) and len(value) == 2:
+        value, schedule = value
+    if not isinstance(value, torch.optim.Optimizer):
+        raise TypeError(f"returned {type(value).__name__}, not an optimizer, (optimizer, "
+                        "schedule) or {\"optimizer\": ..., \"lr_scheduler\": ...}")
+    if interval not in ("epoch", "batch"):
+        raise TypeError(f"returned a schedule interval {interval!r}, not 'epoch' or 'step'")
+    if schedule is not None and not hasattr(schedule, "step"):
+        raise TypeError(f"returned a schedule that is a {type(schedule).__name__}, not a "
+                        "learning-rate schedule")
+    return value, schedule, interval
 
 
 def training_loss(loss: Callable[..., torch.Tensor], config: TrainConfig
@@ -69,4 +117,3 @@ def training_loss(loss: Callable[..., torch.Tensor], config: TrainConfig
         raise ConfigError("label_smoothing applies to the default cross-entropy loss only; this "
                           "task has a loss of its own")
     return partial(F.cross_entropy, label_smoothing=config.label_smoothing)
-

@@ -13,6 +13,13 @@ without importing this tool or Ray:
     MODE             "max" (higher is better) or "min"; needed with a metric of the task's own
     BASELINE         optional: the settings trained with today: trial 0, the answer's margin
     HYPERPARAMETERS  optional: the model's own hyperparameters with their defaults
+    training_step(model, batch) -> loss, evaluation_step(model, batch) -> (outputs, targets)
+                     optional: a batch of any shape (dicts, several inputs), a loss with extra
+                     terms (trainables.steps); collate_fn(items) -> batch for Dataset splits
+    configure_optimizers(model, params)
+                     optional: an optimizer, or (optimizer, schedule), built by the task
+                     (parameter groups, an optimizer of another package); params["optimizer"]
+                     is the compared name
 
 The file may hold the search space too (search_spaces/ says what a space holds). The built-in tasks
 in trainables/tasks/ are written the same way.
@@ -33,11 +40,13 @@ from typing import Any
 from torch.nn import functional as F
 
 from trainables.cli import first_line
+from trainables.config import TrainConfig, parse_config
 from trainables.metrics import BUILTIN, MODES, Metric
 
 BUILTIN_TASKS = "trainables.tasks"  # the package of the built-in tasks, each found by its name
 DEFAULT_TASK = "fashion_mnist"
 PARTS = "load_data(data_dir) and build_model(params)"
+HOOKS = ("training_step", "evaluation_step", "collate_fn", "configure_optimizers")  # optional
 
 
 class TaskError(ValueError):
@@ -120,6 +129,17 @@ class Task:
     metric: Metric
     baseline: dict[str, Any] | None = None
     hyperparameters: dict[str, Any] = field(default_factory=dict)
+    training_step: Callable[[Any, Any], Any] | None = None
+    evaluation_step: Callable[[Any, Any], Any] | None = None
+    collate_fn: Callable[[list], Any] | None = None
+    configure_optimizers: Callable[[Any, dict[str, Any]], Any] | None = None
+
+    def parse(self, raw: dict[str, Any], ignore: tuple[str, ...] = ()) -> TrainConfig:
+        """A config of this task: the core's keys, the optimizer's and the schedule's, and the
+        task's own (trainables.config.parse_config); any optimizer name where the task builds
+        its optimizers."""
+        return parse_config(raw, ignore, self.hyperparameters,
+                            own_optimizers=self.configure_optimizers is not None)
 
     def where(self, part: str) -> str:
         """`file: part`, how every message about the task begins."""
@@ -207,11 +227,15 @@ def from_module(ref: str, module: ModuleType) -> Task:
     if not callable(loss):
         raise TaskError(f"{where}: loss is a {type(loss).__name__}, not a function of "
                         "(outputs, targets)")
+    hooks = {name: getattr(module, name, None) for name in HOOKS}
+    for name, hook in hooks.items():
+        if hook is not None and not callable(hook):
+            raise TaskError(f"{where}: {name} is a {type(hook).__name__}, not a function")
     return Task(ref=canonical(ref, module), name=path.stem, module=module.__name__,
                 path=str(path), sha256=digest,
                 load_data=module.load_data, build_model=module.build_model, loss=loss,
                 metric=_metric(module, where), baseline=_dict(module, "BASELINE", where),
-                hyperparameters=_dict(module, "HYPERPARAMETERS", where) or {})
+                hyperparameters=_dict(module, "HYPERPARAMETERS", where) or {}, **hooks)
 
 
 def is_task(module: ModuleType) -> bool:

@@ -17,7 +17,7 @@ import ray
 import torch
 from ray import tune
 
-from trainables.config import TRIAL_KEYS, parse_config
+from trainables.config import TRIAL_KEYS
 from trainables.data import Part, for_tuning
 from trainables.loop import Trainer, is_diverged
 from trainables.memory import memory_mb, release_memory
@@ -52,7 +52,7 @@ def train_trial(config: dict[str, Any], task: Task, data: TrialData) -> None:
     loss becomes NaN or infinite reports that epoch with diverged=True and ends.
     """
     try:
-        train_config = parse_config(config, ignore=TRIAL_KEYS, hyperparameters=task.hyperparameters)
+        train_config = task.parse(config, ignore=TRIAL_KEYS)
         device, workers = set_up_process()
         trainer = Trainer(train_config, task, device, workers)
         restore(trainer)

@@ -72,7 +72,8 @@ def read_config(path: Path, task_ref: str | None = None) -> tuple[TrainConfig, T
     task = load_task(task_ref or raw.get("task") or raw.get("dataset"))
     ignore = (*bookkeeping(raw), "dataset")
     config = parse_config(raw, ignore=ignore,
-                          hyperparameters=known_hyperparameters(task, path.parent / RUN_FILE))
+                          hyperparameters=known_hyperparameters(task, path.parent / RUN_FILE),
+                          own_optimizers=task.configure_optimizers is not None)
     return config, task
 
 
@@ -204,7 +205,8 @@ def write_results(result: dict[str, Any], trainer: Trainer, output: Path) -> Non
     """model.pt, config.json, curve.png, then final_metrics.json: its presence means the rest is
     there."""
     config = trainer.config
-    write_atomic(output / "model.pt", lambda tmp: torch.save(trainer.model.state_dict(), tmp))
+    write_atomic(output / "model.pt",
+                 lambda tmp: torch.save(trainer.scored_model.state_dict(), tmp))
     write_json(output / "config.json", {**config.to_dict(), "task": trainer.task.ref})
     training_curve(result["epochs"], output / "curve.png",
                f"{trainer.task.name} / {config.optimizer} lr={config.lr:g} "
