@@ -27,14 +27,15 @@ from trainables.models import MODELS  # noqa: E402
 from trainables.task import load_task  # noqa: E402
 
 
-def epoch(task, splits, precision: str, batch_size: int, model: str) -> tuple[float, float]:
+def epoch(task, splits, precision: str, batch_size: int, model: str
+          ) -> tuple[float, float, float]:
     config = parse_config({"optimizer": "sgd", "lr": 0.05, "momentum": 0.9,
                            "batch_size": batch_size, "epochs": 1, "precision": precision,
                            "model": model}, hyperparameters=task.hyperparameters)
     trainer = Trainer(config, task)
     train, test = trainer.feed(splits["train"], True), trainer.feed(splits["test"], False)
     row = trainer.fit_epoch(train, test, holdout_name="test")
-    return row["seconds"], row["test_accuracy"]
+    return row["seconds"], row["test_accuracy"], row["test_loss"]
 
 
 def main() -> None:
@@ -47,17 +48,17 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     task = load_task()
     splits = task.splits(default_data_dir())
-    seen: dict[str, list[tuple[float, float]]] = {"fp32": [], "bf16": []}
+    seen: dict[str, list[tuple[float, float, float]]] = {"fp32": [], "bf16": []}
     for round_ in range(1, args.repeat + 1):
         for precision in seen:
-            seconds, accuracy = epoch(task, splits, precision, args.batch_size, args.model)
-            seen[precision].append((seconds, accuracy))
-            print(f"round {round_} {precision}: {seconds:6.2f} s, test accuracy {accuracy:.4f}",
-                  flush=True)
-    median = {p: statistics.median(s for s, _ in rows) for p, rows in seen.items()}
+            seconds, accuracy, loss = epoch(task, splits, precision, args.batch_size, args.model)
+            seen[precision].append((seconds, accuracy, loss))
+            print(f"round {round_} {precision}: {seconds:6.2f} s, test accuracy {accuracy:.4f}, "
+                  f"test loss {loss:.4f}", flush=True)
+    median = {p: statistics.median(r[0] for r in rows) for p, rows in seen.items()}
     for precision, rows in seen.items():
         print(f"{precision}: median {median[precision]:.2f} s an epoch, test accuracy "
-              f"{', '.join(f'{a:.4f}' for _, a in rows)}")
+              f"{rows[0][1]:.4f}, test loss {rows[0][2]:.4f} (each round the same seed)")
     print(f"bf16 / fp32 time: {median['bf16'] / median['fp32']:.2f}x "
           f"(model {args.model}, batch {args.batch_size}, {args.threads} threads)")
 

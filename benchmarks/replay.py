@@ -1,4 +1,4 @@
-"""Learning curves trained once (benchmarks/tabulate.py), replayed through a real searcher and
+"""Learning curves trained once (benchmarks/train_curves.py), replayed through a real searcher and
 scheduler in simulated time, as HPOBench's tables and Syne Tune's simulator do: what
 benchmarks/searchers.py runs each recipe on, many times over, at the cost of the bookkeeping alone.
 

@@ -1,5 +1,5 @@
 """Our search against the recipes a user would pick instead, on the same space, budget and data,
-many times over: learning curves trained once (benchmarks/tabulate.py) replayed through each
+many times over: learning curves trained once (benchmarks/train_curves.py) replayed through each
 recipe's real searcher and scheduler in simulated time (benchmarks/replay.py).
 
     python benchmarks/searchers.py                      # 6 recipes x 40 repetitions, 2 scenarios

@@ -2,8 +2,8 @@
 to replay: every config of the grid trained for 12 epochs with several seeds on
 benchmarks/fashion_mnist_subset.py (6,000 training and 5,000 validation images).
 
-    python benchmarks/tabulate.py                 # ~100 min on 2 cores; resumes where it stopped
-    python benchmarks/tabulate.py --workers 1 --out /tmp/curves.csv.gz
+    python benchmarks/train_curves.py                 # ~100 min on 2 cores; resumes where it stopped
+    python benchmarks/train_curves.py --workers 1 --out /tmp/curves.csv.gz
 
 The grid: SGD at 16 learning rates log-spaced over [1e-3, 0.3], momentum 0, 0.5 or 0.9; Adam at
 13 over [1e-4, 1e-2]; batch 64, 128 or 256 for both: the sgd_vs_adam space's ranges. SGD has 8
