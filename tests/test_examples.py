@@ -186,26 +186,3 @@ def test_the_imagefolder_cnn_trains_map_style_data_in_its_trials(tuned):
     assert result["best_config"]["task"] == str(EXAMPLES / "imagefolder_cnn.py")
     assert json.loads((run_dir / "run.json").read_text())["data"]["train"] == 90
     assert board["val_accuracy"].max() > 0.6  # three classes, learned from 90 images
-
-
-def test_the_text_classifier_trains_dict_batches_through_its_own_steps(tmp_path):
-    """The dict-batch example through `python -m tuning.run --final`: its sentences padded by its
-    collate_fn, trained by its training_step in bf16 with clipping, scored on what its
-    evaluation_step returns; raced, confirmed, reported and trained again, the baseline as
-    trial 0."""
-    task = shutil.copy(EXAMPLES / "text_classifier.py", tmp_path / "my_text.py")
-    budget = {"num_samples": 4, "max_epochs": 2, "grace_period": 1, "confirm_seeds": 2,
-              "max_seeds": 2}
-    done = run_cli("--space", task, *[f"--{k.replace('_', '-')}={v}" for k, v in budget.items()],
-                   "--full-budget", "--final", "--storage-path", tmp_path / "runs",
-                   "--name", "text", timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    run_dir = tmp_path / "runs" / "text"
-    board, summary = assert_raced_confirmed_and_reported(
-        run_dir, baseline(task), "val_accuracy", budget, ("adamw", "sgd"))
-    configs = [rows[0]["config"] for rows in trial_results(run_dir).values()]
-    assert {c["precision"] for c in configs} == {"bf16"}
-    assert {c["max_grad_norm"] for c in configs} <= {0.5, 1.0, 5.0}
-    assert board["val_accuracy"].max() > 0.6
-    final = json.loads((run_dir / "final" / "final_metrics.json").read_text())
-    assert final["config"]["precision"] == "bf16" and final["test_accuracy"] > 0.6

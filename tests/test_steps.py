@@ -187,6 +187,25 @@ def test_dict_batches_of_a_two_input_model_train_through_the_task_steps():
     assert rows[-1]["val_accuracy"] > 0.8
 
 
+@pytest.mark.parametrize("start", [None, "spawn"])
+def test_dataloader_workers_start_as_the_task_says(start):
+    """WORKER_START "spawn" (or "forkserver": Ray's advice where forked DataLoader workers hang in
+    its actors) starts a Dataset's workers afresh; they collate the dicts as the trial's own
+    process would, and the run trains to the same weights."""
+    task, _ = dict_task()
+    task = dataclasses.replace(task, worker_start=start)
+    config = parse_config({"optimizer": "adam", "lr": 0.05, "batch_size": 16, "epochs": 1})
+    weights = []
+    for workers in (0, 1):
+        trainer = Trainer(config, task, workers=workers)
+        train = trainer.feed(Records(), train=True)
+        if workers and start:
+            assert train.data.multiprocessing_context.get_start_method() == start
+        trainer.fit_epoch(train, None)
+        weights.append(trainer.model.a.weight.detach().clone())
+    torch.testing.assert_close(*weights)
+
+
 def test_unused_hooks_leave_the_default_step_as_it_was():
     """A task without hooks trains exactly as it did: the same weights as by hand."""
     task, (x, y) = make_task()

@@ -146,6 +146,9 @@ DEFECTS = {
          "loss = nn.functional.mse_loss\nMETRIC = 'rmse'"),
         "loss(outputs, targets) does not fit the model's outputs (32, 1) float32 and targets "
         "(32,) int64: ValueError: it would broadcast them: Using a target size "),
+    "a start method multiprocessing lacks": (
+        ('METRIC = "accuracy"', 'METRIC = "accuracy"\nWORKER_START = "thread"'),
+        "WORKER_START 'thread' is not one of: fork, forkserver, spawn"),
     "a file that does not import": (
         ("import threading", "import threading\nimport no_such_module"),
         "importing it raised ModuleNotFoundError: No module named 'no_such_module'"),

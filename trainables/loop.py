@@ -37,11 +37,14 @@ class Feed:
     """One split ready to batch on a device: tensors moved there once, or a DataLoader over a
     map-style Dataset with `workers` worker processes, seeded by `generator` (its shuffling, and the
     seeds of its workers, so that a seed reproduces augmentation too), batched by the task's
-    `collate_fn` where it has one; its batches of any nesting moved to the device."""
+    `collate_fn` where it has one, its workers started by `start` (multiprocessing's "fork",
+    "forkserver" or "spawn"; the platform's default without); its batches of any nesting moved to
+    the device."""
 
     def __init__(self, part: Part, device: torch.device | str, batch_size: int,
                  generator: torch.Generator | None = None, shuffle: bool = False,
-                 workers: int = 0, collate_fn: Callable[[list], Any] | None = None) -> None:
+                 workers: int = 0, collate_fn: Callable[[list], Any] | None = None,
+                 start: str | None = None) -> None:
         self.device, self.batch_size = torch.device(device), batch_size
         self.generator = generator if shuffle else None
         if is_pair(part):
@@ -49,7 +52,8 @@ class Feed:
         else:
             self.data = DataLoader(part, batch_size=batch_size, shuffle=shuffle, generator=generator,
                                    num_workers=workers, pin_memory=self.device.type == "cuda",
-                                   collate_fn=collate_fn)
+                                   collate_fn=collate_fn,
+                                   multiprocessing_context=start if workers else None)
 
     def __len__(self) -> int:
         return len(self.data[1]) if isinstance(self.data, tuple) else len(self.data.dataset)
@@ -275,14 +279,15 @@ class Trainer:
     def feed(self, part: Part, train: bool) -> Feed:
         """The split ready to batch: for training, shuffled by the trainer's seeded generator
         (when the config shuffles); for evaluation in stored order."""
-        collate = getattr(self.task, "collate_fn", None)
+        how = {"workers": self.workers, "collate_fn": getattr(self.task, "collate_fn", None),
+               "start": getattr(self.task, "worker_start", None)}
         if train:
             return Feed(part, self.device, self.config.batch_size, self.generator,
-                        shuffle=self.config.shuffle, workers=self.workers, collate_fn=collate)
+                        shuffle=self.config.shuffle, **how)
         batch = EVAL_BATCH_SIZE if is_pair(part) else self.config.batch_size
         # its own generator: evaluation draws nothing from the training's random streams
         return Feed(part, self.device, batch, torch.Generator().manual_seed(self.config.seed),
-                    workers=self.workers, collate_fn=collate)
+                    **how)
 
     def _build_schedule(self, train: Feed) -> None:
         """A schedule stepped once a batch, built once the optimizer steps an epoch are known;

@@ -20,6 +20,8 @@ without importing this tool or Ray:
                      optional: an optimizer, or (optimizer, schedule), built by the task
                      (parameter groups, an optimizer of another package); params["optimizer"]
                      is the compared name
+    WORKER_START     optional: how a Dataset's DataLoader workers start, "fork" (Linux's
+                     default), "forkserver" or "spawn" (Ray's advice where forked workers hang)
 
 The file may hold the search space too (search_spaces/ says what a space holds). The built-in tasks
 in trainables/tasks/ are written the same way.
@@ -47,6 +49,7 @@ BUILTIN_TASKS = "trainables.tasks"  # the package of the built-in tasks, each fo
 DEFAULT_TASK = "fashion_mnist"
 PARTS = "load_data(data_dir) and build_model(params)"
 HOOKS = ("training_step", "evaluation_step", "collate_fn", "configure_optimizers")  # optional
+START_METHODS = ("fork", "forkserver", "spawn")  # multiprocessing's, for DataLoader workers
 
 
 class TaskError(ValueError):
@@ -133,6 +136,7 @@ class Task:
     evaluation_step: Callable[[Any, Any], Any] | None = None
     collate_fn: Callable[[list], Any] | None = None
     configure_optimizers: Callable[[Any, dict[str, Any]], Any] | None = None
+    worker_start: str | None = None  # WORKER_START
 
     def parse(self, raw: dict[str, Any], ignore: tuple[str, ...] = ()) -> TrainConfig:
         """A config of this task: the core's keys, the optimizer's and the schedule's, and the
@@ -231,11 +235,16 @@ def from_module(ref: str, module: ModuleType) -> Task:
     for name, hook in hooks.items():
         if hook is not None and not callable(hook):
             raise TaskError(f"{where}: {name} is a {type(hook).__name__}, not a function")
+    start = getattr(module, "WORKER_START", None)
+    if start not in (None, *START_METHODS):
+        raise TaskError(f"{where}: WORKER_START {start!r} is not one of: "
+                        f"{', '.join(START_METHODS)}")
     return Task(ref=canonical(ref, module), name=path.stem, module=module.__name__,
                 path=str(path), sha256=digest,
                 load_data=module.load_data, build_model=module.build_model, loss=loss,
                 metric=_metric(module, where), baseline=_dict(module, "BASELINE", where),
-                hyperparameters=_dict(module, "HYPERPARAMETERS", where) or {}, **hooks)
+                hyperparameters=_dict(module, "HYPERPARAMETERS", where) or {},
+                worker_start=start, **hooks)
 
 
 def is_task(module: ModuleType) -> bool:
