@@ -272,6 +272,26 @@ def test_fp16_needs_a_cuda_device():
         Trainer(parse_config({"optimizer": "sgd", "lr": 0.1, "precision": "fp16"}), task)
 
 
+def test_a_step_the_gradient_scaler_skips_does_not_step_the_schedule():
+    """fp16's gradient scaler skips a step whose gradients overflowed (and lowers its scale); the
+    schedule stepped once a batch waits for a step that was taken (CPU scaler: the logic is the
+    device's own)."""
+    from trainables.loop import Stepping
+
+    model = nn.Linear(4, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+    for init_scale, lr in ((2.0 ** 127, 1.0), (1.0, 0.5)):  # overflowing gradients, then finite
+        stepping = Stepping(scaler=torch.amp.GradScaler("cpu", init_scale=init_scale),
+                            scheduler=schedule)
+        before = model.weight.detach().clone()
+        loss = 100 * F.cross_entropy(model(torch.randn(8, 4)), torch.zeros(8, dtype=torch.long))
+        stepping.scaler.scale(loss).backward()
+        stepping.step(model, optimizer)
+        assert optimizer.param_groups[0]["lr"] == lr
+        assert torch.equal(model.weight, before) == (lr == 1.0)
+
+
 def test_max_grad_norm_clips_each_step():
     """With max_grad_norm 0.01 one SGD step of lr 1 moves the weights by at most 0.01."""
     task, (x, y) = make_task()

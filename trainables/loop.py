@@ -107,13 +107,16 @@ class Stepping:
             if self.scaler is not None:
                 self.scaler.unscale_(optimizer)
             nn.utils.clip_grad_norm_(model.parameters(), self.max_grad_norm)
+        skipped = False
         if self.scaler is not None:
+            scale = self.scaler.get_scale()
             self.scaler.step(optimizer)
             self.scaler.update()
+            skipped = self.scaler.get_scale() < scale  # inf or NaN gradients: no step was taken
         else:
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        if self.scheduler is not None:
+        if self.scheduler is not None and not skipped:
             self.scheduler.step()
 
 
