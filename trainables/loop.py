@@ -3,12 +3,10 @@ in-memory tensors or read from a map-style Dataset through a DataLoader."""
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,11 +16,13 @@ from torch.optim import swa_utils
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torch.utils.data import DataLoader
 
-from trainables.config import ConfigError, TrainConfig
+from trainables.config import TrainConfig
 from trainables.data import Pair, Part, is_pair
 from trainables.metrics import Metric, batch_total, finish, loss_kind
 from trainables.optim import build_optimizer, build_scheduler, configured, training_loss
-from trainables.steps import Steps, batch_size as samples_in, inputs, to_device
+from trainables.steps import (Stepping, Steps, autocast, check_precision, inputs, to_device,
+                              update_bn)
+from trainables.steps import batch_size as samples_in
 
 if TYPE_CHECKING:
     from trainables.task import Task
@@ -80,44 +80,6 @@ class Feed:
 def as_feed(data: Feed | Pair, batch_size: int) -> Feed:
     """A Feed of tensors already on their device, unshuffled (for callers holding plain tensors)."""
     return data if isinstance(data, Feed) else Feed(data, data[0].device, batch_size)
-
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """Mixed precision's autocast on the device ("bf16", "fp16"); nothing for "fp32"."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else
-                          torch.float16)
-
-
-@dataclass
-class Stepping:
-    """How a batch's gradients become an optimizer step: mixed precision (with a gradient scaler
-    for fp16), clipping to max_grad_norm, accumulate batches a step, and the schedule stepped
-    after each optimizer step (a "batch" schedule_interval)."""
-
-    precision: str = "fp32"
-    max_grad_norm: float = 0.0
-    accumulate: int = 1
-    scaler: Any = None  # torch.amp.GradScaler
-    scheduler: Any = None
-
-    def step(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        if self.max_grad_norm:
-            if self.scaler is not None:
-                self.scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), self.max_grad_norm)
-        skipped = False
-        if self.scaler is not None:
-            scale = self.scaler.get_scale()
-            self.scaler.step(optimizer)
-            self.scaler.update()
-            skipped = self.scaler.get_scale() < scale  # inf or NaN gradients: no step was taken
-        else:
-            optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if self.scheduler is not None and not skipped:
-            self.scheduler.step()
 
 
 def train_epoch(
@@ -324,7 +286,7 @@ class Trainer:
         self.epoch += 1
         if self.averaging:
             self.swa.update_parameters(self.model)
-            update_bn(self.swa.module, train, self.steps, config.precision)
+            update_bn(self.swa.module, train, self.steps, train.device, config.precision)
         scores = (evaluate(self.scored_model, self.task.loss, holdout, self.task.metric,
                            steps=self.steps, precision=config.precision)
                   if holdout is not None else {})
@@ -378,37 +340,6 @@ class Trainer:
             self.scheduler.load_state_dict(state["scheduler"])
         if self.swa_scheduler is not None:
             self.swa_scheduler.load_state_dict(state["swa_scheduler"])
-
-
-def check_precision(precision: str, device: torch.device) -> None:
-    """A precision the device computes in; a ConfigError otherwise."""
-    if precision == "fp16" and device.type != "cuda":
-        raise ConfigError(f"precision fp16 needs a CUDA device (its gradient scaler is CUDA's); "
-                          f"this trial trains on {device.type}: use bf16")
-    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ConfigError("precision bf16 is not supported by this GPU: use fp16")
-
-
-@torch.no_grad()
-def update_bn(model: nn.Module, feed: Feed, steps: Steps, precision: str = "fp32") -> None:
-    """Batch-norm statistics of `model` (SWA's average) computed again over the training data,
-    as torch.optim.swa_utils.update_bn does, through the evaluation step (any batch); nothing for
-    a model without batch norm."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms:
-        return
-    momenta = {m: m.momentum for m in norms}
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # a cumulative average over the batches
-    was_training = model.training
-    model.train()
-    for batch in feed:
-        with autocast(feed.device, precision):
-            steps.outputs(model, batch)
-    for m, momentum in momenta.items():
-        m.momentum = momentum
-    model.train(was_training)
 
 
 def is_diverged(metrics: dict[str, float]) -> bool:

@@ -1,6 +1,7 @@
 """What one batch does: the task's own training_step and evaluation_step where it writes them,
 else the default step of (inputs, targets) batches: inputs scaled as ToTensor scales images, the
-model's outputs scored by the task's loss against the targets.
+model's outputs scored by the task's loss against the targets; and how its gradients become an
+optimizer step (mixed precision, clipping, accumulation, a schedule stepped once a batch).
 
     def training_step(model, batch) -> loss            # a scalar tensor to minimise
     def evaluation_step(model, batch) -> (outputs, targets)   # what the loss and metric score
@@ -11,12 +12,15 @@ target, any nesting), moved to the trial's device tensor by tensor.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
+
+from trainables.config import ConfigError
 
 
 def inputs(batch: torch.Tensor) -> torch.Tensor:
@@ -82,3 +86,73 @@ class Steps:
             return self.evaluation_step(model, batch)
         x, y = pair(batch, "evaluation_step")
         return model(inputs(x)), y
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """Mixed precision's autocast on the device ("bf16", "fp16"); nothing for "fp32"."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else
+                          torch.float16)
+
+
+@dataclass
+class Stepping:
+    """How a batch's gradients become an optimizer step: mixed precision (with a gradient scaler
+    for fp16), clipping to max_grad_norm, accumulate batches a step, and the schedule stepped
+    after each optimizer step (a "batch" schedule_interval)."""
+
+    precision: str = "fp32"
+    max_grad_norm: float = 0.0
+    accumulate: int = 1
+    scaler: Any = None  # torch.amp.GradScaler
+    scheduler: Any = None
+
+    def step(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        if self.max_grad_norm:
+            if self.scaler is not None:
+                self.scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), self.max_grad_norm)
+        skipped = False
+        if self.scaler is not None:
+            scale = self.scaler.get_scale()
+            self.scaler.step(optimizer)
+            self.scaler.update()
+            skipped = self.scaler.get_scale() < scale  # inf or NaN gradients: no step was taken
+        else:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if self.scheduler is not None and not skipped:
+            self.scheduler.step()
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """A precision the device computes in; a ConfigError otherwise."""
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError(f"precision fp16 needs a CUDA device (its gradient scaler is CUDA's); "
+                          f"this trial trains on {device.type}: use bf16")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError("precision bf16 is not supported by this GPU: use fp16")
+
+
+@torch.no_grad()
+def update_bn(model: nn.Module, feed: Iterable[Any], steps: Steps, device: torch.device,
+              precision: str = "fp32") -> None:
+    """Batch-norm statistics of `model` (SWA's average) computed again over the training data,
+    as torch.optim.swa_utils.update_bn does, through the evaluation step (any batch); nothing for
+    a model without batch norm."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = {m: m.momentum for m in norms}
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches
+    was_training = model.training
+    model.train()
+    for batch in feed:
+        with autocast(device, precision):
+            steps.outputs(model, batch)
+    for m, momentum in momenta.items():
+        m.momentum = momentum
+    model.train(was_training)

@@ -192,7 +192,8 @@ def train(config: TrainConfig, task: Task, output: Path, data_dir: Path | str | 
 def feasible(trainer: Trainer, part: Any, samples: int) -> None:
     """Refuse in one line, before the first epoch, a batch larger than the training set or a
     training that would not end in a month at the speed of a few batches (tuning.dry_run)."""
-    from tuning.dry_run import check_feasible, speed
+    from tuning.dry_run import check_feasible
+    from tuning.one_batch import speed
 
     config = trainer.config
     seconds = 0.0
