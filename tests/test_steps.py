@@ -411,7 +411,8 @@ def test_mixed_precision_on_a_gpu_and_its_memory_handed_back(precision):
                                                                   nn.Linear(512, 2)))
     config = parse_config({"optimizer": "adam", "lr": 1e-3, "batch_size": 32, "epochs": 2,
                            "precision": precision, "max_grad_norm": 1.0})
-    baseline = torch.cuda.memory_allocated()
+    release_memory()
+    allocated, reserved = torch.cuda.memory_allocated(), torch.cuda.memory_reserved()
     trainer = Trainer(config, task, "cuda")
     train, val = trainer.feed((x, y), True), trainer.feed((x, y), False)
     rows = [trainer.fit_epoch(train, val) for _ in range(2)]
@@ -420,5 +421,5 @@ def test_mixed_precision_on_a_gpu_and_its_memory_handed_back(precision):
     assert memory_mb()["cuda_peak_mb"] > 0
     del trainer, train, val
     release_memory()
-    assert torch.cuda.memory_allocated() <= baseline
-    assert torch.cuda.memory_reserved() == 0
+    assert torch.cuda.memory_allocated() <= allocated
+    assert torch.cuda.memory_reserved() <= reserved

@@ -141,7 +141,8 @@ def update_bn(model: nn.Module, feed: Iterable[Any], steps: Steps, device: torch
     """Batch-norm statistics of `model` (SWA's average) computed again over the training data,
     as torch.optim.swa_utils.update_bn does, through the evaluation step (any batch); nothing for
     a model without batch norm."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = [m for m in model.modules()  # batch norm, and any norm that keeps running statistics
+             if hasattr(m, "reset_running_stats") and getattr(m, "running_mean", None) is not None]
     if not norms:
         return
     momenta = {m: m.momentum for m in norms}
