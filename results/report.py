@@ -28,8 +28,8 @@ from trainables.cli import HelpFormatter, fail
 from trainables.config import KEYS, ConfigError, bookkeeping, choices, parse_config
 from trainables.rundir import (BEST_CONFIG_FILE, CONFIRMATION_FILE, FIGURES_DIR, FINAL_DIR,
                                FINAL_METRICS_FILE, HISTORY_FILE, LEADERBOARD_FILE, REPORT_FILE,
-                               RUN_FILE, STUDY_FILE, SUMMARY_FILE, Status, read_json,
-                               write_atomic, write_json, write_text)
+                               RUN_FILE, STUDY_FILE, SUMMARY_FILE, Status, read_answer,
+                               read_json, write_atomic, write_json, write_text)
 
 PROG = "python -m results.report"
 MAX_ERROR_NOTES = 5
@@ -162,10 +162,9 @@ def wrote(run_dir: Path, current: bool = False) -> list[str]:
     relative = os.path.relpath(run_dir)
     shown = Path(run_dir if relative.startswith("..") else relative)
     lines = []
-    summary = run_dir / SUMMARY_FILE
-    if summary.is_file():
-        answer = summary.read_text().split("\n\n")[0].strip().replace("\n", " ")
-        lines += ["", *textwrap.wrap(answer, 100), ""]
+    answer = read_answer(run_dir)
+    if answer is not None:
+        lines += ["", *textwrap.wrap(answer.replace("\n", " "), 100), ""]
     for label, name in (("summary", SUMMARY_FILE), ("report", REPORT_FILE),
                         ("leaderboard", LEADERBOARD_FILE), ("best_config", BEST_CONFIG_FILE)):
         if (run_dir / name).is_file():

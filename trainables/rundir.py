@@ -59,6 +59,13 @@ class Phase(str, enum.Enum):
     CONFIRM = "confirm"
 
 
+def read_answer(run_dir: Path) -> str | None:
+    """The answer a run's summary.md opens with (its first paragraph); None before it is
+    written."""
+    path = Path(run_dir) / SUMMARY_FILE
+    return path.read_text().strip().split("\n\n")[0] if path.is_file() else None
+
+
 def read_json(path: Path | str) -> Any:
     """A JSON file of the run directory (run.json, ...), as written by write_json."""
     return json.loads(Path(path).read_text())

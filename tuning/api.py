@@ -38,7 +38,7 @@ def tune(space: str, *, task: str | None = None, data_dir: str | Path | None = N
     already, is used as it is.
     """
     from results.report import report_run
-    from trainables.rundir import (BEST_CONFIG_FILE, LEADERBOARD_FILE, RUN_FILE, SUMMARY_FILE,
+    from trainables.rundir import (BEST_CONFIG_FILE, LEADERBOARD_FILE, RUN_FILE, read_answer,
                                    read_json)
     from tuning import tracking
     from tuning.cluster import quiet
@@ -59,9 +59,7 @@ def tune(space: str, *, task: str | None = None, data_dir: str | Path | None = N
         final_training(run_dir, data_dir)
         report_run(run_dir)
     tracking.finish(run_dir)
-    board, summary, best = (run_dir / name for name in (LEADERBOARD_FILE, SUMMARY_FILE,
-                                                          BEST_CONFIG_FILE))
+    board, best = run_dir / LEADERBOARD_FILE, run_dir / BEST_CONFIG_FILE
     return Tuned(run_dir, pd.read_csv(board) if board.is_file() else pd.DataFrame(),
-                 summary.read_text().split("\n\n")[0] if summary.is_file() else "",
-                 read_json(best) if best.is_file() else None,
+                 read_answer(run_dir) or "", read_json(best) if best.is_file() else None,
                  read_json(run_dir / RUN_FILE)["status"])

@@ -32,7 +32,7 @@ from ray.tune.logger import LoggerCallback
 
 from trainables.cli import UsageError, first_line
 from trainables.rundir import (FIGURES_DIR, LEADERBOARD_FILE, RUN_FILE, SUMMARY_FILE, Status,
-                               read_json, write_json)
+                               read_answer, read_json, write_json)
 
 TRACKING_FILE = "mlflow.json"
 # --mlflow without a URI: MLflow's own default store, ./mlflow.db, its artifacts in ./mlruns (MLflow
@@ -191,9 +191,8 @@ def finish(run_dir: Path) -> None:
     if tracked is None:
         return
     client, parent = _mlflow().MlflowClient(tracked["uri"]), tracked["parent_run_id"]
-    summary = run_dir / SUMMARY_FILE
-    if summary.is_file():
-        answer = summary.read_text().strip().split("\n\n")[0]
+    summary, answer = run_dir / SUMMARY_FILE, read_answer(run_dir)
+    if answer is not None:
         client.set_tag(parent, "answer", answer)
         client.set_tag(parent, "mlflow.note.content", answer)  # the MLflow UI's description
     for path in (summary, run_dir / LEADERBOARD_FILE):
