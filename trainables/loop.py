@@ -206,7 +206,7 @@ class Trainer:
         self.workers = workers  # DataLoader worker processes for map-style splits
         seed_everything(config.seed)  # the same config starts from the same weights
         self.model = task.build_model(config.to_dict()).to(self.device)
-        hook = getattr(task, "configure_optimizers", None)
+        hook = task.configure_optimizers
         if hook is not None:
             self.optimizer, self.scheduler, interval = configured(hook, self.model, config)
         else:
@@ -217,8 +217,7 @@ class Trainer:
         if not self._built and interval == "epoch":
             self.scheduler, self._built = build_scheduler(self.optimizer, config), True
         self._pending: dict[str, Any] | None = None  # a state to load once the schedule is built
-        self.steps = Steps(training_loss(task.loss, config), getattr(task, "training_step", None),
-                           getattr(task, "evaluation_step", None))
+        self.steps = Steps.of(task, training_loss(task.loss, config))
         self.scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
         self.swa = swa_utils.AveragedModel(self.model) if config.swa_start else None
         # SWALR steps from swa_start on, the lr there annealed to swa_lr within an epoch
@@ -244,8 +243,8 @@ class Trainer:
     def feed(self, part: Part, train: bool) -> Feed:
         """The split ready to batch: for training, shuffled by the trainer's seeded generator
         (when the config shuffles); for evaluation in stored order."""
-        how = {"workers": self.workers, "collate_fn": getattr(self.task, "collate_fn", None),
-               "start": getattr(self.task, "worker_start", None)}
+        how = {"workers": self.workers, "collate_fn": self.task.collate_fn,
+               "start": self.task.worker_start}
         if train:
             return Feed(part, self.device, self.config.batch_size, self.generator,
                         shuffle=self.config.shuffle, **how)

@@ -15,12 +15,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from trainables.config import ConfigError
+
+if TYPE_CHECKING:
+    from trainables.task import Task
 
 
 def inputs(batch: torch.Tensor) -> torch.Tensor:
@@ -72,6 +75,13 @@ class Steps:
     loss: Callable[[Any, Any], torch.Tensor]  # the loss the default training step minimises
     training_step: Callable[[nn.Module, Any], torch.Tensor] | None = None
     evaluation_step: Callable[[nn.Module, Any], tuple[Any, Any]] | None = None
+
+    @classmethod
+    def of(cls, task: Task, loss: Callable[[Any, Any], torch.Tensor] | None = None) -> Steps:
+        """A task's steps: its hooks, and `loss` (default: the task's) for the default training
+        step (a trial's is the task's loss with the config's label smoothing)."""
+        return cls(loss if loss is not None else task.loss, task.training_step,
+                   task.evaluation_step)
 
     def train(self, model: nn.Module, batch: Any) -> torch.Tensor:
         """The loss of one training batch."""

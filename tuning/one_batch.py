@@ -48,7 +48,7 @@ def one_step(task: Task, config: TrainConfig, parts: dict[str, Part], device: st
     try:  # the first samples: the whole split may take a while
         evaluate(model, task.loss, Feed(head(parts["val"], 256), "cpu", config.batch_size,
                                         collate_fn=task.collate_fn),
-                 task.metric, steps=steps_of(task))
+                 task.metric, steps=Steps.of(task))
     except Exception as err:
         raise task.error("load_data(data_dir)", f"gave a validation split the model cannot be "
                                                 f"scored on: {describe(err)}") from None
@@ -61,16 +61,11 @@ def _shape(tensor: Any) -> str:
     return f"{tuple(tensor.shape)} {str(tensor.dtype).removeprefix('torch.')}"
 
 
-def batches(config: TrainConfig, part: Part, task: Task | None = None) -> Iterator[Any]:
+def batches(config: TrainConfig, part: Part, task: Task) -> Iterator[Any]:
     """Training batches of a split, shuffled (and collated by the task's collate_fn) as a
     trial's are."""
     return iter(Feed(part, "cpu", config.batch_size, torch.Generator().manual_seed(config.seed),
-                     shuffle=config.shuffle,
-                     collate_fn=task.collate_fn if task is not None else None))
-
-
-def steps_of(task: Task) -> Steps:
-    return Steps(task.loss, task.training_step, task.evaluation_step)
+                     shuffle=config.shuffle, collate_fn=task.collate_fn))
 
 
 def _loss(task: Task, out: Any, y: Any) -> torch.Tensor:
@@ -217,7 +212,7 @@ def speed(task: Task, model: torch.nn.Module, config: TrainConfig, part: Part) -
     timed = list(itertools.islice(batches(config, part, task), TIMED_BATCHES + 1))
     timed = timed[1:] or timed
     device = next(model.parameters(), torch.empty(0)).device
-    steps, seen, start = steps_of(task), 0, time.perf_counter()
+    steps, seen, start = Steps.of(task), 0, time.perf_counter()
     for batch in timed:
         batch = to_device(batch, device)
         with autocast(device, config.precision):
