@@ -37,13 +37,10 @@ def tune(space: str, *, task: str | None = None, data_dir: str | Path | None = N
     whose message is one line (UsageError, TaskError, ...). Ray, where this process has started it
     already, is used as it is.
     """
-    from results.report import report_run
     from trainables.rundir import (BEST_CONFIG_FILE, LEADERBOARD_FILE, RUN_FILE, read_answer,
                                    read_json)
-    from tuning import tracking
     from tuning.cluster import quiet
-    from tuning.run import build_parser, run
-    from tuning.train import final_training
+    from tuning.run import build_parser, conclude, run
 
     args = build_parser().parse_args([])
     unknown = sorted(set(flags) - set(vars(args)) - {"list_spaces"})
@@ -54,11 +51,7 @@ def tune(space: str, *, task: str | None = None, data_dir: str | Path | None = N
                       data_dir=data_dir, final=final)
     quiet(args.address, bool(args.verbose))
     run_dir = run(args)
-    report_run(run_dir, show=not final)
-    if final:
-        final_training(run_dir, data_dir)
-        report_run(run_dir)
-    tracking.finish(run_dir)
+    conclude(run_dir, final, data_dir)
     board, best = run_dir / LEADERBOARD_FILE, run_dir / BEST_CONFIG_FILE
     return Tuned(run_dir, pd.read_csv(board) if board.is_file() else pd.DataFrame(),
                  read_answer(run_dir) or "", read_json(best) if best.is_file() else None,

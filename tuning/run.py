@@ -133,6 +133,20 @@ def phases(run: record.Run, checked: Checked, data: Any) -> None:
         confirm(run, checked, data, deadline)
 
 
+def conclude(run_dir: Path, final: bool, data_dir: str | Path | None) -> None:
+    """What follows a run's phases: its reports, and with `final` the winner trained (the reports
+    printed once, after it); then the run's MLflow parent run ended (where it logs to MLflow)."""
+    from results.report import report_run
+    from tuning import tracking
+    from tuning.train import final_training
+
+    report_run(run_dir, show=not final)
+    if final:
+        final_training(run_dir, data_dir)
+        report_run(run_dir)
+    tracking.finish(run_dir)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     quiet(args.address, args.verbose)
@@ -141,20 +155,13 @@ def main(argv: list[str] | None = None) -> None:
         return
     if not args.space:
         fail(PROG, f"--space is required; known spaces: {', '.join(SPACES)} (see --list-spaces)")
-    from results.report import ReportError, report_run
+    from results.report import ReportError
     from trainables.config import ConfigError
     from trainables.data import DataError
     from trainables.task import TaskError
-    from tuning import tracking
-    from tuning.train import final_training
 
     try:
-        run_dir = run(args)
-        report_run(run_dir, show=not args.final)  # with --final: once it has trained
-        if args.final:
-            final_training(run_dir, args.data_dir)
-            report_run(run_dir)
-        tracking.finish(run_dir)
+        conclude(run(args), args.final, args.data_dir)
     except (UsageError, ConfigError, DataError, TaskError, ReportError) as err:
         fail(PROG, str(err))
 
