@@ -3,13 +3,16 @@ to replay: every config of the grid trained for 12 epochs with several seeds on
 benchmarks/fashion_mnist_subset.py (6,000 training and 5,000 validation images).
 
     python benchmarks/train_curves.py                 # ~100 min on 2 cores; resumes where it stopped
+    python benchmarks/train_curves.py --held-out      # Adam's 16 further seeds, ~40 min
     python benchmarks/train_curves.py --workers 1 --out /tmp/curves.csv.gz
 
 The grid: SGD at 16 learning rates log-spaced over [1e-3, 0.3], momentum 0, 0.5 or 0.9; Adam at
 13 over [1e-4, 1e-2]; batch 64, 128 or 256 for both: the sgd_vs_adam space's ranges. SGD has 8
 seeds a config and Adam 16, so that a replay can race Adam against itself reading the same 16
-seeds in another order: two lanes that are truly even. One row per config, seed and epoch: optimizer, lr, momentum,
-batch_size, seed, epoch, val_accuracy, val_loss, train_loss, seconds.
+seeds in another order: two lanes that are truly even. `--held-out` trains every Adam config again
+with seeds 16 to 31 (curves/sgd_vs_adam_held_out.csv.gz), which no replay reads: the truth a named
+config is scored by. One row per config, seed and epoch: optimizer, lr, momentum, batch_size,
+seed, epoch, val_accuracy, val_loss, train_loss, seconds.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 TASK = ROOT / "benchmarks" / "fashion_mnist_subset.py"
 OUT = ROOT / "benchmarks" / "curves" / "sgd_vs_adam_subset.csv.gz"
+HELD_OUT = ROOT / "benchmarks" / "curves" / "sgd_vs_adam_held_out.csv.gz"
 EPOCHS = 12
 BATCHES = (64, 128, 256)
 SGD_LRS = np.geomspace(1e-3, 0.3, 16)
@@ -37,13 +41,16 @@ COLUMNS = ["optimizer", "lr", "momentum", "batch_size", "seed", "epoch", "val_ac
            "val_loss", "train_loss", "seconds"]
 
 
-def grid() -> list[dict]:
-    """Every (config, seed) of the grid, each config's seeds together."""
-    sgd = [{"optimizer": "sgd", "lr": float(lr), "momentum": m, "batch_size": b, "seed": s}
-           for lr, m, b in itertools.product(SGD_LRS, (0.0, 0.5, 0.9), BATCHES)
-           for s in range(SGD_SEEDS)]
+def grid(held_out: bool = False) -> list[dict]:
+    """Every (config, seed) of the grid, each config's seeds together; `held_out`: Adam's configs
+    with 16 further seeds (16 to 31), which no replay reads, to measure each config's truth on."""
+    adam_seeds = range(ADAM_SEEDS, 2 * ADAM_SEEDS) if held_out else range(ADAM_SEEDS)
+    sgd = [] if held_out else [
+        {"optimizer": "sgd", "lr": float(lr), "momentum": m, "batch_size": b, "seed": s}
+        for lr, m, b in itertools.product(SGD_LRS, (0.0, 0.5, 0.9), BATCHES)
+        for s in range(SGD_SEEDS)]
     adam = [{"optimizer": "adam", "lr": float(lr), "momentum": 0.0, "batch_size": b, "seed": s}
-            for lr, b in itertools.product(ADAM_LRS, BATCHES) for s in range(ADAM_SEEDS)]
+            for lr, b in itertools.product(ADAM_LRS, BATCHES) for s in adam_seeds]
     return sgd + adam
 
 
@@ -101,12 +108,17 @@ def done(path: Path) -> set[tuple]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=OUT, help=f"(default: {OUT.relative_to(ROOT)})")
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"(default: {OUT.relative_to(ROOT)}, or "
+                             f"{HELD_OUT.relative_to(ROOT)} with --held-out)")
+    parser.add_argument("--held-out", action="store_true",
+                        help="Adam's configs with seeds 16 to 31, the benchmark's truth")
     parser.add_argument("--workers", type=int, default=2, help="processes, one thread each")
     args = parser.parse_args()
+    args.out = args.out or (HELD_OUT if args.held_out else OUT)
     partial = args.out.with_name(args.out.name.removesuffix(".gz") + ".partial")
     have = done(partial)
-    todo = [p for p in grid() if key(p) not in have]
+    todo = [p for p in grid(args.held_out) if key(p) not in have]
     print(f"{len(have)} curves there, {len(todo)} to train", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     new = not partial.is_file()
