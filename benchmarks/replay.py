@@ -45,6 +45,14 @@ def load_grid(frame: pd.DataFrame, epochs: int) -> dict[tuple, tuple[np.ndarray,
     return grid
 
 
+def between(log_lrs: np.ndarray, lr: float) -> tuple[int, float]:
+    """Where `lr` falls on a grid of log learning rates: the grid point below it and its weight
+    towards the one above (log-linear interpolation, clipped to the grid's ends)."""
+    x = float(np.clip(math.log(lr), log_lrs[0], log_lrs[-1]))
+    i = min(max(bisect.bisect_right(log_lrs, x) - 1, 0), len(log_lrs) - 2)
+    return i, (x - log_lrs[i]) / (log_lrs[i + 1] - log_lrs[i])
+
+
 class Table:
     """The curves by config (`load_grid`). `lanes` names each compared value by the table's
     optimizer it reads and the order it reads that optimizer's seeds in: 0 as they are, another
@@ -77,13 +85,10 @@ class Table:
     def curve(self, config: dict[str, Any], seed: int) -> tuple[np.ndarray, np.ndarray]:
         """(accuracy by epoch, seconds by epoch) of a config trained with `seed` (the lane's
         seed order, around the table's seeds)."""
-        key = self._key(config)
-        log_lrs, scores, seconds = self.grid[key]
+        log_lrs, scores, seconds = self.grid[self._key(config)]
         order = self.order[config["optimizer"]]
         column = order[seed % len(order)]
-        x = float(np.clip(math.log(config["lr"]), log_lrs[0], log_lrs[-1]))
-        i = min(max(bisect.bisect_right(log_lrs, x) - 1, 0), len(log_lrs) - 2)
-        w = (x - log_lrs[i]) / (log_lrs[i + 1] - log_lrs[i])
+        i, w = between(log_lrs, config["lr"])
         return ((1 - w) * scores[i, column] + w * scores[i + 1, column],
                 (1 - w) * seconds[i, column] + w * seconds[i + 1, column])
 
@@ -92,8 +97,8 @@ class Table:
         measured on, its learning rate interpolated as in `curve`."""
         log_lrs, scores, _ = self.judge[self._key(config)]
         means = scores[:, :, (epochs or self.epochs) - 1].mean(axis=1)
-        x = float(np.clip(math.log(config["lr"]), log_lrs[0], log_lrs[-1]))
-        return float(np.interp(x, log_lrs, means))
+        i, w = between(log_lrs, config["lr"])
+        return float((1 - w) * means[i] + w * means[i + 1])
 
     def best(self, value: str) -> float:
         """The best true final accuracy of any grid config of a lane: the lane's truth."""
