@@ -1,15 +1,16 @@
 """One epoch of the tutorial's loop against one of ours: same model, config, data and process.
 
-    python benchmarks/epoch_speed.py [--threads 2] [--batch-size 64] [--model mlp]
+    python benchmarks/epoch_speed.py [--threads 2] [--batch-size 64] [--model mlp] [--optimizer sgd]
     python benchmarks/epoch_speed.py --against REV [--repeat 5]   # our epoch, REV's code and this
 
 The tutorial's loop is a DataLoader over torchvision's FashionMNIST with ToTensor (a PIL image
 and a tensor per sample, then collation); ours, the built-in FashionMNIST task's path through the
 training core, slices batches from tensors loaded once. Both run train_loop + test_loop over the
 full 60,000 / 10,000 images. Also prints what share of the machine's fp32 matrix-multiply
-throughput, measured here in the same run, our epoch reaches. With --against, this script of git
-revision REV and of this tree run at once, each in a process of its own with one torch thread,
-round after round, and their "our loop" seconds are compared round by round.
+throughput, measured here in the same run, our epoch reaches. With --against, this script runs
+twice at once, once on the package of git revision REV and once on this tree's, each in a process
+of its own with one torch thread, round after round, and their "our loop" seconds are compared
+round by round.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from torch.utils.data import DataLoader
 from torchvision import datasets
 from torchvision.transforms import ToTensor
 
-from trainables.config import TrainConfig, parse_config
+from trainables.config import TrainConfig, optimizer_classes, parse_config
 from trainables.data import default_data_dir
 from trainables.idx import SYSTEM_DIRS, candidate_dirs, find_files
 from trainables.loop import Trainer
@@ -40,10 +41,12 @@ from trainables.models import MODELS
 from trainables.task import load_task
 
 
-def tutorial_epoch(model: nn.Module, train: DataLoader, test: DataLoader, lr: float) -> float:
-    """The tutorial's train_loop and test_loop, without their prints; returns test accuracy."""
+def tutorial_epoch(model: nn.Module, train: DataLoader, test: DataLoader, lr: float,
+                   optimizer_class: type = torch.optim.SGD) -> float:
+    """The tutorial's train_loop and test_loop, without their prints, its optimizer built as the
+    tutorial builds SGD; returns test accuracy."""
     loss_fn = nn.CrossEntropyLoss()
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    optimizer = optimizer_class(model.parameters(), lr=lr)
     model.train()
     for X, y in train:
         loss = loss_fn(model(X), y)
@@ -96,7 +99,8 @@ def time_tutorial_epoch(config: TrainConfig) -> tuple[float, float]:
         trainer = Trainer(config, load_task())
         start = time.perf_counter()
         accuracy = tutorial_epoch(trainer.model, DataLoader(train_ds, batch_size=config.batch_size),
-                                  DataLoader(test_ds, batch_size=config.batch_size), config.lr)
+                                  DataLoader(test_ds, batch_size=config.batch_size), config.lr,
+                                  optimizer_classes()[config.optimizer])
         return time.perf_counter() - start, accuracy
 
 
@@ -104,8 +108,8 @@ OURS = re.compile(r"^our loop\s*:\s*([\d.]+) s", re.M)
 
 
 def against(revision: str, repeat: int, argv: list[str]) -> None:
-    """This script of REVISION and of this tree, each in a process of its own, started together
-    on the machine's cores (one torch thread each), so that whatever else slows the machine slows
+    """This script on REVISION's package and on this tree's, each in a process of its own,
+    started together on the machine's cores (one torch thread each), so that whatever else slows the machine slows
     both alike; `repeat` rounds. The medians of their "our loop" seconds, and the ratio of their
     speeds."""
     root = Path(__file__).resolve().parents[1]
@@ -117,7 +121,7 @@ def against(revision: str, repeat: int, argv: list[str]) -> None:
     try:
         for _ in range(repeat):
             running = {label: subprocess.Popen(
-                [sys.executable, str(tree / "benchmarks" / "epoch_speed.py"), *argv], cwd=tree,
+                [sys.executable, __file__, *argv], cwd=tree,
                 stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(tree)})
                 for label, tree in trees.items()}
             for label, process in running.items():
@@ -139,16 +143,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
     parser.add_argument("--batch-size", type=int, default=64, help="training batch size (default: 64)")
     parser.add_argument("--model", default="mlp", choices=list(MODELS), help="model (default: mlp)")
+    parser.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"],
+                        help="our loop's optimizer (default: sgd, the tutorial's)")
     parser.add_argument("--against", metavar="REV", help="compare our epoch with git revision REV's")
     parser.add_argument("--repeat", type=int, default=5, help="rounds with --against (default: 5)")
     args = parser.parse_args()
     if args.against:  # the two processes share the machine: a thread each
         against(args.against, args.repeat, ["--threads", "1", "--batch-size",
-                                            str(args.batch_size), "--model", args.model])
+                                            str(args.batch_size), "--model", args.model,
+                                            "--optimizer", args.optimizer])
         return
     torch.set_num_threads(args.threads)
     task = load_task()
-    config = parse_config({"optimizer": "sgd", "lr": 1e-3, "batch_size": args.batch_size,
+    config = parse_config({"optimizer": args.optimizer, "lr": 1e-3, "batch_size": args.batch_size,
                            "epochs": 1, "shuffle": False, "model": args.model},
                           hyperparameters=task.hyperparameters)
 
@@ -163,7 +170,7 @@ def main() -> None:
     samples = len(train) + len(test)
     peak = matmul_gflops()
 
-    print(f"model {args.model}, batch {args.batch_size}, {args.threads} threads, "
+    print(f"model {args.model}, {args.optimizer}, batch {args.batch_size}, {args.threads} threads, "
           f"{len(train)} train + {len(test)} test images")
     print(f"tutorial loop : {tutorial_s:6.2f} s  {samples / tutorial_s:8.0f} samples/s  "
           f"test accuracy {tutorial_acc:.4f}")

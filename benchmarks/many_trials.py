@@ -66,10 +66,10 @@ def drive(args: argparse.Namespace) -> None:
     import ray
 
     from results.experiment import load_experiment
-    from tuning import progress, search
+    from tuning import progress, searcher
 
     suggested: list[float] = []  # seconds per suggestion that made a trial
-    original = search.StudySearch.suggest
+    original = searcher.StudySearch.suggest
 
     def timed(self, trial_id):
         start = time.perf_counter()
@@ -78,7 +78,7 @@ def drive(args: argparse.Namespace) -> None:
             suggested.append(time.perf_counter() - start)
         return config
 
-    search.StudySearch.suggest = timed
+    searcher.StudySearch.suggest = timed
     ray.init(num_cpus=args.cpus, include_dashboard=False)
     memory: dict[int, float] = {}
     busy: list[float] = []  # seconds until as many trials ran at once as there are slots
