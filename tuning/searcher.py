@@ -103,6 +103,9 @@ class StudySearch(Searcher):
     module's docstring). `warm`: ended trials of an earlier run of the same space, which inform
     TPE's proposals (--warm-start) but take no part in the race."""
 
+    # the trials Ray runs at once, asked anew (set_slots); None in a searcher pickled without it
+    _slots: Callable[[], int] | None = None
+
     def __init__(self, plan: SearchPlan, run_dir: Path, study_name: str,
                  warm: list[FrozenTrial] | None = None) -> None:
         super().__init__(metric=plan.metric, mode=plan.mode)
@@ -110,7 +113,6 @@ class StudySearch(Searcher):
         self._warm = list(warm or [])
         self._stops: dict[str, int] = {}  # trial id -> epoch a rung stopped it at
         self._max_concurrent: int | None = None
-        self._slots: Callable[[], int] | None = None  # the trials Ray runs at once, asked anew
         self._define = functools.partial(define_trial, plan.space, plan.max_epochs)
         self._rebuild()
         if self._warm and WARM_START not in self._study.user_attrs:
