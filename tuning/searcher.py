@@ -23,7 +23,7 @@ import math
 import pickle
 import warnings
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,9 +102,6 @@ class StudySearch(Searcher):
     """Hands each new Ray trial its config and tells the study what happened to it (see the
     module's docstring). `warm`: ended trials of an earlier run of the same space, which inform
     TPE's proposals (--warm-start) but take no part in the race."""
-
-    # the trials Ray runs at once, asked anew (set_slots); None in a searcher pickled without it
-    _slots: Callable[[], int] | None = None
 
     def __init__(self, plan: SearchPlan, run_dir: Path, study_name: str,
                  warm: list[FrozenTrial] | None = None) -> None:
@@ -194,18 +191,10 @@ class StudySearch(Searcher):
         return True  # the plan has them
 
     def set_max_concurrency(self, max_concurrent: int) -> bool:
-        """At most this many trials handed out and not yet ended. Kept here rather than in Ray's
-        ConcurrencyLimiter: the limiter forgets its trials on restore and then drops the results
-        of a retried one."""
+        """--max-concurrent, kept here rather than in Ray's ConcurrencyLimiter: the limiter
+        forgets its trials on restore and then drops the results of a retried one."""
         self._max_concurrent = max_concurrent
         return True
-
-    def set_slots(self, slots: Callable[[], int]) -> None:
-        """`slots()`: how many trials Ray runs at once (tuning.cluster.trial_slots), asked at each
-        suggestion, so that a node that joins adds its slots. No more trials are handed out and
-        not yet ended: each is proposed when a slot frees, from every trial that ended by then,
-        and none waits in Tune's queue to run after the search has settled."""
-        self._slots = slots
 
     def saw(self, trial_id: str) -> None:
         """Ray has this trial: restored from its snapshot, or new (tuning.scheduler calls this)."""
@@ -234,8 +223,7 @@ class StudySearch(Searcher):
         running = sum(t.state == TrialState.RUNNING for t in handed_out.values())
         if len(handed_out) >= self.plan.num_samples or self.race.settled_at:
             return Searcher.FINISHED if not running else None  # wait for the last to end
-        most = min(self._max_concurrent or math.inf, self._slots() if self._slots else math.inf)
-        if running >= most:
+        if self._max_concurrent and running >= self._max_concurrent:
             return None
         attrs: dict[str, Any] = {}
         if self.plan.baseline and not handed_out:
