@@ -109,9 +109,9 @@ OURS = re.compile(r"^our loop\s*:\s*([\d.]+) s", re.M)
 
 def against(revision: str, repeat: int, argv: list[str]) -> None:
     """This script on REVISION's package and on this tree's, each in a process of its own,
-    started together on the machine's cores (one torch thread each), so that whatever else slows the machine slows
-    both alike; `repeat` rounds. The medians of their "our loop" seconds, and the ratio of their
-    speeds."""
+    started together on the machine's cores (one torch thread each), so that whatever else slows
+    the machine slows both alike; `repeat` rounds. The medians of their "our loop" seconds, and
+    the ratio of their speeds."""
     root = Path(__file__).resolve().parents[1]
     old_tree = Path(tempfile.mkdtemp(prefix="epoch-speed-")) / "old"
     subprocess.run(["git", "-C", str(root), "worktree", "add", "--detach", str(old_tree),
