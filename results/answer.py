@@ -58,10 +58,12 @@ def _label(board: pd.DataFrame, trial_id: str, compare: str | None) -> str:
 
 
 def _interval(score: Score, found: Gap) -> str:
-    """'(95% interval 0.1 to 0.9 points)': the gap's interval, held over the looks."""
+    """'(95% interval 0.1 to 0.9 points)': the interval the gap's verdict rests on, held over
+    the looks (90% for an equivalence test: results.verdict)."""
     if not (math.isfinite(found.low) and math.isfinite(found.high)):
         return "(too few runs for an interval)"
-    return f"(95% interval {score.amount(found.low)} to {score.amount(found.high, unit=True)})"
+    return (f"({found.level:.0%} interval {score.amount(found.low)} to "
+            f"{score.amount(found.high, unit=True)})")
 
 
 def _margin(score: Score, margin: float) -> str:
@@ -264,9 +266,11 @@ def _search(experiment: Experiment, board: pd.DataFrame) -> str:
         per = ran / max(1, len(board))
         unrun = max(0, settled["of"] - len(board)) * per
         saved = f"; about {100 * unrun / (ran + unrun):.0f}% of its epochs saved" if unrun else ""
+        halted = int((board["status"] == "stopped_settled").sum())
+        halted = f"; it stopped the {trials(halted)} then running" if halted else ""
         parts.append(f"The search settled after {len(board)} of {settled['of']} trials: "
-                     f"{settled_because(settled, experiment.score)}{saved} (--full-budget runs "
-                     "them all).")
+                     f"{settled_because(settled, experiment.score)}{halted}{saved} "
+                     "(--full-budget runs them all).")
     if record.get("starts"):
         parts.append(f"{trials(record['starts'])} began from the space's starting configs "
                      f"(STARTS){', one a value' if compare else ''}.")

@@ -23,12 +23,13 @@ from typing import Any
 import pandas as pd
 
 from results.metric import Score
-from results.study import (COMPLETED, DIVERGED, ERRORED, STOPPED, epochs_of, load_copy,
-                           params_of, reasons_of)
+from results.study import (COMPLETED, DIVERGED, ERRORED, SETTLED_STOP, STOPPED, epochs_of,
+                           load_copy, params_of, reasons_of)
 from trainables.config import BASELINE, KEYS
 from trainables.rundir import RUN_FILE, TRIAL_DIR_PREFIX, Status
 
-STATUSES = ("completed", "stopped_by_asha", "diverged", "errored", "unfinished")
+STATUSES = ("completed", "stopped_by_asha", "stopped_settled", "diverged", "errored",
+            "unfinished")
 METRICS = ("val_loss", "train_loss", "lr", "seconds", "diverged")  # beside the run's score
 # what Ray adds to every result line; anything else a trainable reports is a metric of ours
 RAY_KEYS = frozenset({
@@ -131,8 +132,8 @@ def epochs_planned(params: dict[str, Any], run: dict[str, Any]) -> float:
 
 
 # why a trial ended, as the study records it (results.study), and its status here
-STUDY_REASONS = {COMPLETED: "completed", STOPPED: "stopped_by_asha", DIVERGED: "diverged",
-                 ERRORED: "errored"}
+STUDY_REASONS = {COMPLETED: "completed", STOPPED: "stopped_by_asha",
+                 SETTLED_STOP: "stopped_settled", DIVERGED: "diverged", ERRORED: "errored"}
 
 
 def trial_status(errored: bool, epochs: list[dict[str, Any]], planned: float,

@@ -39,6 +39,7 @@ def captions(score: Score) -> dict[str, str]:
 FIGURES = captions(Score())  # the stems, in the order the report shows them
 ENDS = {  # how a curve ends, by status: marker, label
     "stopped_by_asha": ("x", "stopped by ASHA"),
+    "stopped_settled": ("|", "stopped: search settled"),
     "diverged": ("v", "diverged"),
     "unfinished": ("o", "unfinished"),
 }
@@ -129,6 +130,7 @@ def learning_curves(experiment: Experiment, board: pd.DataFrame, path: Path) -> 
 POINTS = {  # how a trial shows against learning rate, by status: marker, filled, label
     "completed": ("o", True, "completed"),
     "stopped_by_asha": ("o", False, "stopped by ASHA"),
+    "stopped_settled": ("o", False, "stopped: search settled"),
     "unfinished": ("s", False, "unfinished"),
     "diverged": ("v", False, "diverged (best before)"),
     "errored": ("D", False, "errored (best before)"),

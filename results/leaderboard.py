@@ -5,7 +5,8 @@ default, val_rmse for a task scored by RMSE, ...):
     rank               1 is best, by val_<metric> in its direction (highest accuracy, lowest
                        RMSE); trials without a finite one come last, not dropped
     trial_id           Ray's id of the trial
-    status             completed, stopped_by_asha, diverged, errored or unfinished
+    status             completed, stopped_by_asha, stopped_settled (running when the search
+                       settled), diverged, errored or unfinished
     baseline           true for the search's trial 0, the task's baseline settings
     <hyperparameters>  one column per key of the trials' params.json, TrainConfig keys first in
                        their order, then any others sorted; empty where a trial lacks the key

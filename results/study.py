@@ -24,9 +24,10 @@ from trainables.rundir import STUDY_FILE
 RAY_TRIAL_ID, REASON, RETRY_OF, START = "ray_trial_id", "reason", "retry_of", "start"
 # why a study trial ended (REASON): it ran its planned epochs; a rung stopped it; its loss was
 # not finite; it raised; it ended before its planned epochs otherwise (a --max-epochs below
-# them); it was handed out and never run
-COMPLETED, STOPPED, DIVERGED, ERRORED, STOPPED_EARLY, LOST = (
-    "completed", "stopped_by_asha", "diverged", "errored", "stopped_early", "lost_in_crash")
+# them); it was handed out and never run; it was running (or waiting to) when the search settled
+COMPLETED, STOPPED, DIVERGED, ERRORED, STOPPED_EARLY, LOST, SETTLED_STOP = (
+    "completed", "stopped_by_asha", "diverged", "errored", "stopped_early", "lost_in_crash",
+    "stopped_settled")
 # the study's user attributes: the lanes the race dropped, when the search settled, the trials
 # of the run it started warm from, the space's starting configs tried
 DROPPED, SETTLED, WARM_START, STARTED = "dropped", "settled", "warm_start", "starts"

@@ -2,17 +2,17 @@
 the confirmation's repeated looks, and one of three verdicts.
 
 Confirmation adds seeds while a verdict is open, at fixed looks (3, then 5, then 8 runs a config by
-default). Each look's interval is Welch's (unequal variances) at level 1 - ALPHA / looks, a
-Bonferroni correction per look, so that the chance that any look's interval misses the true gap
-stays under ALPHA (5%) however many looks are taken: the interval the answer shows is a 95%
-interval over the looks. From it:
-  - better: the interval excludes 0 (and is not within the margin);
-  - even: the interval lies within (-margin, margin), an equivalence test (two one-sided tests
-    against the margin), not "no significant difference";
+default). Each look's intervals are Welch's (unequal variances), with a Bonferroni correction per
+look, so that each claim's error stays under ALPHA (5%) however many looks are taken:
+  - better: Welch's interval at level 1 - ALPHA / looks excludes 0 (a two-sided test at 5% over
+    the looks): the answer shows this 95% interval;
+  - even: the interval at level 1 - 2 ALPHA / looks lies within (-margin, margin): two one-sided
+    tests against the margin at 5% over the looks (TOST, the equivalence test, whose interval is
+    the 90% one), not "no significant difference"; the answer shows this 90% interval;
   - open: neither; after the last look, "undecided".
-A gap the interval puts above 0 but within the margin is even: real, and smaller than the margin
-the answer treats as no difference. The margin is stated in the answer: 1 point for an accuracy
-by default, else 1% of the best config's mean (`default_margin`), or --margin.
+A gap the equivalence interval puts above 0 but within the margin is even: real, and smaller than
+the margin the answer treats as no difference. The margin is stated in the answer: 1 point for an
+accuracy by default, else 1% of the best config's mean (`default_margin`), or --margin.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ class Gap:
     high: float
     seeds: tuple[int, int]
     verdict: str
+    level: float = 1 - ALPHA  # the interval's level over the looks: 0.9 for an equivalence test
 
     @property
     def decided(self) -> bool:
@@ -79,27 +80,25 @@ def interval(a: np.ndarray, b: np.ndarray, level: float) -> tuple[float, float, 
 
 def gap(a: np.ndarray, b: np.ndarray, higher_is_better: bool, margin: float,
         plan: tuple[int, ...]) -> Gap:
-    """The verdict on a against b (module docstring), the interval held over the looks the
-    confirmation plans (`plan`, looks())."""
-    sign = 1.0 if higher_is_better else -1.0
+    """The verdict on a against b (module docstring), the intervals held over the looks the
+    confirmation plans (`plan`, looks()); the interval kept is the one the verdict rests on."""
+    sign, looks_ = (1.0 if higher_is_better else -1.0), max(1, len(plan))
     a, b = sign * np.asarray(a, float), sign * np.asarray(b, float)
-    gain, low, high = interval(a, b, 1 - ALPHA / max(1, len(plan)))
+    gain, low, high = interval(a, b, 1 - 2 * ALPHA / looks_)  # two one-sided tests at ALPHA
     if -margin < low and high < margin:
-        verdict = EVEN
-    elif low > 0:
-        verdict = BETTER
-    elif high < 0:
-        verdict = WORSE
-    else:
-        verdict = OPEN
+        return Gap(gain, low, high, (len(a), len(b)), EVEN, 1 - 2 * ALPHA)
+    gain, low, high = interval(a, b, 1 - ALPHA / looks_)
+    verdict = BETTER if low > 0 else WORSE if high < 0 else OPEN
     return Gap(gain, low, high, (len(a), len(b)), verdict)
 
 
 def as_good(cheap: np.ndarray, best: np.ndarray, higher_is_better: bool, margin: float,
             plan: tuple[int, ...]) -> Gap:
-    """Whether the cheaper config is as good as the best within the margin (non-inferiority):
-    even where the interval's lower end lies above -margin, worse where its upper end lies below
-    it, else open."""
-    found = gap(cheap, best, higher_is_better, margin, plan)
-    verdict = EVEN if found.low > -margin else WORSE if found.high < -margin else OPEN
-    return Gap(found.gain, found.low, found.high, found.seeds, verdict)
+    """Whether the cheaper config is as good as the best within the margin (non-inferiority, a
+    one-sided test at ALPHA over the looks): even where the lower end of the interval at level
+    1 - 2 ALPHA / looks lies above -margin, worse where its upper end lies below it, else open."""
+    sign, looks_ = (1.0 if higher_is_better else -1.0), max(1, len(plan))
+    cheap, best = sign * np.asarray(cheap, float), sign * np.asarray(best, float)
+    gain, low, high = interval(cheap, best, 1 - 2 * ALPHA / looks_)
+    verdict = EVEN if low > -margin else WORSE if high < -margin else OPEN
+    return Gap(gain, low, high, (len(cheap), len(best)), verdict, 1 - 2 * ALPHA)

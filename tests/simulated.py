@@ -57,6 +57,9 @@ def simulate_race(rng: np.random.Generator, tops: dict[str, float], spread: floa
         curve, heard = curves[trial_id]
         heard[epoch] = float(curve[epoch - 1])
         out.epochs += 1
+        if race.stops_settled(trial_id) and epoch < max_t:  # running when the search settled
+            race.finish(trial_id, heard, completed=False)
+            continue
         keep = race.judge(trial_id, epoch, heard[epoch])
         if keep and epoch < max_t:
             heapq.heappush(events, (now + 1, trial_id, epoch + 1))

@@ -5,6 +5,7 @@ generated PNGs, through `tuning.tune()` from Python. Each run has the race, the 
 two-node cluster (test_tuning.py), sharing that test's Ray run."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -102,6 +103,21 @@ def test_the_regression_ranks_lowest_rmse_first_and_says_lower_is_better(diabete
     assert best["task"] == str(task) and {"width", "dropout"} <= set(best)
     assert best["metric"] == "val_rmse" and best["trial_id"] in set(confirmed["trial_id"])
     assert base["epochs_run"] == 4  # the baseline is never stopped early
+
+
+def test_the_search_hands_out_no_trial_before_a_slot_is_free(diabetes):
+    """TPE proposes each trial when a slot frees, from every trial ended by then: the study never
+    has more trials handed out and not yet ended than Ray runs at once (one a CPU here). A trial
+    queued ahead would be proposed without the last results, and would still run after the
+    search settled."""
+    _, run_dir = diabetes
+    study = optuna.load_study(study_name="dia", storage=journal(run_dir))
+    asked = sorted(t.datetime_start for t in study.trials)
+    told = [t.datetime_complete for t in study.trials]
+    at_once = max(sum(start <= at and end > at for start, end in
+                      ((t.datetime_start, t.datetime_complete) for t in study.trials))
+                  for at in asked)
+    assert all(told) and at_once <= (os.cpu_count() or 1), at_once
 
 
 def test_the_study_holds_what_asha_did_and_the_reports_agree(diabetes):

@@ -222,6 +222,58 @@ def test_trials_the_study_ended_are_not_run_again_after_a_crash(tmp_path):
                                                              "val_accuracy": 0.6}) == "CONTINUE"
 
 
+def test_once_settled_the_trials_running_or_waiting_stop_but_the_baseline(tmp_path):
+    """Once the search has settled: a trial running stops at its next epoch, PRUNED as stopped
+    by the settling, not by ASHA, and so does one that was waiting to run, at its first; one
+    that reports its last planned epoch has completed; the baseline runs on, and no trial is
+    handed out."""
+    baseline = {"optimizer": "sgd", "lr": 0.001, "momentum": 0.0, "batch_size": 64}
+    search = new_search(tmp_path, max_epochs=4, grace_period=2, compare="optimizer",
+                        choices=("sgd", "adam"), baseline=baseline)
+    race = RaceScheduler(search)
+
+    class Controller:
+        def __init__(self):
+            self.trials = []
+
+        def get_trials(self):
+            return self.trials
+
+    controller = Controller()
+    for trial_id in ("base", "running", "last", "waiting"):
+        trial = FakeTrial(trial_id, search.suggest(trial_id))
+        controller.trials.append(trial)
+        race.on_trial_add(controller, trial)
+    row = {"epochs_planned": 4, "diverged": False, "val_accuracy": 0.5}
+    for trial in controller.trials[:3]:
+        trial.status = "RUNNING"
+        for epoch in (1, 2):
+            assert race.on_trial_result(controller, trial, {**row, "epoch": epoch}) == "CONTINUE"
+            search.on_trial_result(trial.trial_id, {**row, "epoch": epoch})
+    search.race.settled_at = {"after": 4, "of": 100, "noise": 0.004, "window": 3}  # as if
+    waiting = race.choose_trial_to_run(controller)
+    assert waiting.trial_id == "waiting"
+    assert race.on_trial_result(controller, waiting, {**row, "epoch": 1}) == "STOP"
+    search.on_trial_complete("waiting", {**row, "epoch": 1})
+    assert race.on_trial_result(controller, controller.trials[1], {**row, "epoch": 3}) == "STOP"
+    search.on_trial_complete("running", {**row, "epoch": 3})
+    last = {**row, "epoch": 3, "epochs_planned": 3}  # its last planned epoch: it ends there
+    assert race.on_trial_result(controller, controller.trials[2], last) == "CONTINUE"
+    search.on_trial_complete("last", last)
+    assert race.on_trial_result(controller, controller.trials[0], {**row, "epoch": 3}) \
+        == "CONTINUE"
+    assert search.suggest("more") is None  # the baseline still runs
+    study = {t.user_attrs["ray_trial_id"]: t for t in load_study_at(tmp_path).trials}
+    assert [(study[t].state, study[t].user_attrs.get("reason")) for t in
+            ("running", "waiting", "last")] == [(TrialState.PRUNED, "stopped_settled")] * 2 + [
+        (TrialState.COMPLETE, "completed")]
+    assert study["base"].state == TrialState.RUNNING
+
+
+def load_study_at(run_dir):
+    return optuna.load_study(study_name="s", storage=journal(run_dir))
+
+
 @pytest.fixture(scope="module")
 def faint_dir(tmp_path_factory):
     directory = tmp_path_factory.mktemp("faint")
@@ -390,7 +442,8 @@ def test_the_race_rungs_stop_what_rays_asha_stops():
 
 def test_the_report_says_which_value_dropped_when_why_and_where_the_search_settled(tmp_path):
     """The study's record of the race reaches the report: the value dropped, after which trial
-    and why; the trial the search settled after, of how many, why, and what it saved."""
+    and why; the trial the search settled after, of how many, why, the trials it stopped then,
+    and what it saved."""
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
@@ -398,7 +451,12 @@ def test_the_report_says_which_value_dropped_when_why_and_where_the_search_settl
     from results import report
     from test_results import RUN, make_run_dir
 
-    run_dir = make_run_dir(tmp_path / "run", num_samples=24)
+    from test_results import TRIALS
+
+    halted = ({"optimizer": "adam", "lr": 0.003, "batch_size": 64}, [0.6], "stopped_settled",
+              TrialState.PRUNED)  # running when the search settled
+    run_dir = make_run_dir(tmp_path / "run", num_samples=24,
+                           trials={**TRIALS, "abcde_00006": halted})
     study = optuna.load_study(study_name=RUN["study_name"], storage=JournalStorage(
         JournalFileBackend(str(run_dir / RUN["study_file"]))))
     study.set_user_attr("dropped", {"optimizer='sgd'": {
@@ -409,10 +467,12 @@ def test_the_report_says_which_value_dropped_when_why_and_where_the_search_settl
     assert ("The race dropped SGD after trial 5: its best final score trails optimizer='adam''s "
             "by 2.1 points, more than 4 spreads of a value's final scores (0.4 each) and its rise "
             "over its last 3 trials (0.1) together.") in summary
-    assert ("The search settled after 6 of 24 trials: over the last 3 trials of each value, "
+    assert ("The search settled after 7 of 24 trials: over the last 3 trials of each value, "
             "neither its best final score nor its best score at the first rung rose by more than "
-            "one run's noise (0.4 points); about 75% of its epochs saved (--full-budget runs "
-            "them all).") in summary
+            "one run's noise (0.4 points); it stopped the 1 trial then running; about 71% of its "
+            "epochs saved (--full-budget runs them all).") in summary
+    board = pd.read_csv(run_dir / "leaderboard.csv").set_index("trial_id")
+    assert board.loc["abcde_00006", "status"] == "stopped_settled"
 
 
 def race_rates(n, seed=0, **kwargs):

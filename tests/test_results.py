@@ -326,9 +326,10 @@ def welch(a: list[float], b: list[float], level: float = 0.95) -> tuple[float, f
 def test_confirmation_answers_with_the_gap_its_interval_and_a_verdict(tmp_path, sgd, verdict,
                                                                        margin):
     """The answer gives each optimizer's mean ± sd over its seeds (the search's run counts as
-    seed 0), the lead with its 95% interval (Welch's, one look here), and one of three verdicts:
-    better where the interval excludes 0, even where it lies within the margin (1 point, or
-    --margin), undecided otherwise; best_config.json is the best confirmed mean."""
+    seed 0), the lead with its interval (Welch's, one look here), and one of three verdicts:
+    better where the 95% interval excludes 0, even where the 90% one (two one-sided tests at 5%)
+    lies within the margin (1 point, or --margin), undecided otherwise; best_config.json is the
+    best confirmed mean."""
     run_dir = make_run_dir(tmp_path / "run", confirm_seeds=3, margin=margin)
     write_confirmation(run_dir, {"abcde_00000": [(1, 0.86), (2, 0.85)], "abcde_00001": sgd})
     paths = report.write_reports(run_dir)
@@ -337,12 +338,13 @@ def test_confirmation_answers_with_the_gap_its_interval_and_a_verdict(tmp_path, 
                                    "epochs_run", "val_accuracy", "val_loss", "seconds"]
     assert table.groupby("trial_id")["seed"].apply(sorted).tolist() == [[0, 1, 2], [0, 1, 2]]
     adam, sgd_runs = [0.84, 0.86, 0.85], [0.82] + [a for _, a in sgd]
-    gain, low, high = welch(adam, sgd_runs)
+    level = 0.90 if verdict == "even" else 0.95  # even: two one-sided tests at 5%
+    gain, low, high = welch(adam, sgd_runs, level)
     mean, sd = pd.Series(sgd_runs).mean(), pd.Series(sgd_runs).std()
     numbers = (f"final validation accuracy (higher is better) 85.0 ± 1.0% over 3 seeds for "
                f"Adam (lr 0.001, batch_size 64), against {100 * mean:.1f} ± {100 * sd:.1f}% over "
                "3 seeds for SGD (lr 0.05, batch_size 32, momentum 0.9)")
-    interval = f"(95% interval {100 * low:.1f} to {100 * high:.1f} points)"
+    interval = f"({level:.0%} interval {100 * low:.1f} to {100 * high:.1f} points)"
     first = paths["summary"].read_text().splitlines()[0]
     if verdict == "better":
         assert low > 0 and first == (f"Adam is better: {numbers}; Adam leads by {100 * gain:.1f} "
@@ -567,8 +569,8 @@ def epoch_trials(ten: float) -> dict:
                                                    ([0.880, 0.882, 0.878], 0.5, "better")])
 def test_epochs_answer_and_cheapest_as_good_follow_the_margin(tmp_path, ten, margin, verdict):
     """A run comparing epochs says what each longer training buys over the next shorter one,
-    with its interval and verdict, and names the cheapest confirmed config as good as the best
-    within the margin (10 epochs, for half the time) or says every cheaper one is worse by more
+    with its interval and verdict (90% for even, an equivalence test), and names the cheapest
+    confirmed config as good as the best within the margin (10 epochs, for half the time) or says every cheaper one is worse by more
     than it; both in summary.md and report.html, with the cost figure."""
     trials = epoch_trials(ten[0])
     run_dir = make_run_dir(tmp_path / "run", study=False, trials=trials, seconds=2.0,
@@ -583,12 +585,13 @@ def test_epochs_answer_and_cheapest_as_good_follow_the_margin(tmp_path, ten, mar
     summary, page = paths["summary"].read_text(), paths["report"].read_text()
     first = summary.splitlines()[0]
 
-    def said(gain: float, low: float, high: float) -> str:
-        return f"{100 * gain:+.1f} points over {{}} (95% interval {100 * low:.1f} to " \
+    def said(gain: float, low: float, high: float, level: float = 0.95) -> str:
+        return f"{100 * gain:+.1f} points over {{}} ({level:.0%} interval {100 * low:.1f} to " \
                f"{100 * high:.1f} points)"
 
     top = welch(twenty, ten)
-    if verdict == "even":
+    if verdict == "even":  # two one-sided tests at 5%: the 90% interval within the margin
+        top = (*welch(twenty, ten, 0.90), 0.90)
         assert -margin / 100 < top[1] and top[2] < margin / 100
         assert first.startswith(f"20 epochs and 10 epochs are even within the {margin}-point "
                                 "margin"), first
@@ -599,15 +602,15 @@ def test_epochs_answer_and_cheapest_as_good_follow_the_margin(tmp_path, ten, mar
     assert (" What more epochs buy, confirmed mean against confirmed mean: 10 epochs: "
             + said(*welch(ten, five)).format(5) + f", better; 20 epochs: {step}.") in first, first
     if verdict == "even":
-        gain, low, high = welch(ten, twenty)
+        gain, low, high = welch(ten, twenty, 0.90)  # non-inferiority: one-sided at 5%
         sd = pd.Series(ten).std()
         cheapest = (f" The cheapest config as good as the best within the {margin}-point margin "
                     f"is 10 epochs (lr 0.002): {100 * sum(ten) / 3:.1f} ± {100 * sd:.1f}% for 50% "
                     f"of the training time (20 s against 40 s a run; {100 * gain:+.1f} points "
-                    f"against the best (95% interval {100 * low:.1f} to {100 * high:.1f} "
+                    f"against the best (90% interval {100 * low:.1f} to {100 * high:.1f} "
                     "points)).")
     else:
-        assert welch(ten, twenty)[2] < -margin / 100
+        assert welch(ten, twenty, 0.90)[2] < -margin / 100
         cheapest = (" Every confirmed config that trains in 90% of the best's time or less is "
                     f"worse than the best by more than the {margin}-point margin.")
     assert first.endswith(cheapest), first

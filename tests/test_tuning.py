@@ -98,6 +98,21 @@ def test_the_study_says_when_the_search_has_its_samples(tmp_path):
     assert search.suggest("c") == "FINISHED"
 
 
+def test_the_search_hands_out_a_trial_a_free_slot_as_the_cluster_has_them_now(tmp_path):
+    """No more trials handed out and not yet ended than Ray's slots, asked at each suggestion: a
+    trial waits for a slot to free, and a node that joins adds its slots."""
+    search = new_search(tmp_path)
+    slots = [2]
+    search.set_slots(lambda: slots[0])
+    row = {"epochs_planned": 3, "diverged": False, "val_accuracy": 0.5, "epoch": 3}
+    assert search.suggest("a") and search.suggest("b")
+    assert search.suggest("c") is None  # a and b hold both slots
+    search.on_trial_complete("a", row)
+    assert search.suggest("c") and search.suggest("d") is None
+    slots[0] = 3  # a node joined
+    assert search.suggest("d") and search.suggest("e") is None
+
+
 def test_errored_trial_run_again_becomes_a_new_study_trial(tmp_path):
     """An errored trial that --resume runs again is recorded as a new trial with the same
     parameters, its earlier epochs and retry_of, leaving the FAIL as it happened."""

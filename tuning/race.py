@@ -13,7 +13,9 @@ Sharing. A new trial goes to the contending lane with the fewest trials (the bas
 its value's share). A lane drops out once it is behind (`behind`): it gets no new trials, its
 running trials finish their rungs, and the lanes still contending share what it would have had.
 
-Settled. The search can stop before its budget once its answer would not move (`settled`).
+Settled. The search can stop before its budget once its answer would not move (`settled`): it
+hands out no more trials, and stops those running or waiting to run (`Race.stops_settled`),
+as Ray Tune's stoppers and Optuna's Terminator end a study, but for the baseline.
 
 The race knows nothing of Ray: tuning.scheduler is Ray Tune's scheduler that runs it. Ray does not
 save a scheduler's state: a resumed run rebuilds the rungs from the study, which holds every
@@ -187,6 +189,11 @@ class Race:
             racing.curves[trial_id] = finite
         racing.best.append(max(racing.finals.values(), default=-math.inf))
         racing.first.append(max(racing.level(0).values(), default=-math.inf))
+
+    def stops_settled(self, trial_id: str) -> bool:
+        """Whether this trial, running or waiting to, stops because the search has settled:
+        every trial but the baseline, whose score the answer measures the best against."""
+        return self.settled_at is not None and self.racing(trial_id) is not None
 
     def rerun(self, trial_id: str) -> None:
         """A trial that errored runs again (Ray's retry, or --resume): its next end is heard."""

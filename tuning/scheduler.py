@@ -56,9 +56,10 @@ class HearsErrors(FIFOScheduler):
 
 class RaceScheduler(HearsErrors):
     """The race as Ray Tune's scheduler: trials run first in, first out; each result is judged by
-    its lane's rungs (Race.judge). `search` (the run's StudySearch) holds the race, hears each
-    trial a rung stops before its planned end, so that it can tell it from one that ran its
-    course, and knows the trials that ended, which are not run again. Without a search (`race`
+    its lane's rungs (Race.judge); once the search has settled, the trials running or waiting
+    stop at their next epoch (Race.stops_settled). `search` (the run's StudySearch) holds the
+    race, hears each trial a rung stops before its planned end, so that it can tell it from one
+    that ran its course, and knows the trials that ended, which are not run again. Without a search (`race`
     given instead) it is plain ASHA per lane."""
 
     def __init__(self, search: StudySearch | None = None, race: Race | None = None,
@@ -106,12 +107,16 @@ class RaceScheduler(HearsErrors):
         if result.get("epoch", 0) >= self._catching_up.get(trial.trial_id, float("inf")):
             return TrialScheduler.STOP  # as the study has it already
         epoch, score = result.get("epoch"), result.get(self._score)
+        planned = min(result.get("epochs_planned") or self.race.max_t, self.race.max_t)
+        if (self._search is not None and epoch is not None and epoch < planned
+                and self.race.stops_settled(trial.trial_id)):
+            self._search.record_stop(trial.trial_id, int(epoch), settled=True)
+            return TrialScheduler.STOP
         if epoch is None or score is None or result.get("diverged"):  # a diverged trial ends
             return TrialScheduler.CONTINUE
         if self.race.judge(trial.trial_id, int(epoch), float(score)):
             return TrialScheduler.CONTINUE
         # a trial that plans fewer epochs (a space comparing epochs) ends its course there
-        planned = min(result.get("epochs_planned") or self.race.max_t, self.race.max_t)
         if epoch < planned and self._search is not None:
             self._search.record_stop(trial.trial_id, int(epoch))
         return TrialScheduler.STOP

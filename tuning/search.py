@@ -4,6 +4,7 @@ trial per study trial; restored where Ray saved it, and recorded in run.json as 
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ def search_tuner(run: Run, checked: Checked, data: Any, restore: bool) -> Any:
     from ray import tune
 
     from tuning import tracking
+    from tuning.cluster import trial_slots
     from tuning.progress import Progress, asha_epochs
     from tuning.scheduler import RaceScheduler
     from tuning.searcher import SearchPlan, StudySearch, restoring_at
@@ -65,8 +67,7 @@ def search_tuner(run: Run, checked: Checked, data: Any, restore: bool) -> Any:
                       baseline=checked.baseline, starts=checked.starts,
                       adaptive=not s.equal_shares, settle=not s.full_budget)
     study = StudySearch(plan, run.dir, run.study_name, warm=warm_trials(s.warm_start))
-    if s.max_concurrent:
-        study.set_max_concurrency(s.max_concurrent)
+    study.set_slots(functools.partial(trial_slots, s))  # each trial proposed as a slot frees
     progress = Progress("search", s.num_samples, run.score, asha_epochs(
         s.max_epochs, s.grace_period, s.reduction_factor), live=not s.verbose)
     # each compared value races in its own rungs, and the study hears every rung's stop

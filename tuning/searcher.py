@@ -23,7 +23,7 @@ import math
 import pickle
 import warnings
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,8 +35,8 @@ from ray.tune.search import Searcher
 from results.metric import Score
 from results.race import dropped_because, settled_because
 from results.study import (COMPLETED, DIVERGED, DROPPED, ERRORED, LOST, RAY_TRIAL_ID, REASON,
-                           RETRY_OF, SETTLED, START, STARTED, STOPPED, STOPPED_EARLY, WARM_START,
-                           by_ray_trial, journal)
+                           RETRY_OF, SETTLED, SETTLED_STOP, START, STARTED, STOPPED,
+                           STOPPED_EARLY, WARM_START, by_ray_trial, journal)
 from search_spaces import get_space
 from trainables.config import BASELINE
 from tuning.proposals import lane_space, propose, startup_trials
@@ -103,12 +103,16 @@ class StudySearch(Searcher):
     module's docstring). `warm`: ended trials of an earlier run of the same space, which inform
     TPE's proposals (--warm-start) but take no part in the race."""
 
+    # the trials Ray runs at once, asked anew (set_slots); None in a searcher pickled without it
+    _slots: Callable[[], int] | None = None
+
     def __init__(self, plan: SearchPlan, run_dir: Path, study_name: str,
                  warm: list[FrozenTrial] | None = None) -> None:
         super().__init__(metric=plan.metric, mode=plan.mode)
         self.plan, self._run_dir, self._study_name = plan, Path(run_dir), study_name
         self._warm = list(warm or [])
         self._stops: dict[str, int] = {}  # trial id -> epoch a rung stopped it at
+        self._settle_stops: set[str] = set()  # running or waiting when the search settled
         self._max_concurrent: int | None = None
         self._define = functools.partial(define_trial, plan.space, plan.max_epochs)
         self._rebuild()
@@ -123,6 +127,7 @@ class StudySearch(Searcher):
         """Open the study in the run directory; which Ray trial is which study trial, which are
         still running, and the race, from it."""
         self._run_dir = _restoring_at.get() or self._run_dir
+        self.__dict__.setdefault("_settle_stops", set())  # a searcher pickled before it had them
         self._spaces: dict[Any, dict[str, Any]] = {}  # compared value -> its lane's space
         self._study = optuna.create_study(
             study_name=self._study_name, storage=journal(self._run_dir),
@@ -191,10 +196,18 @@ class StudySearch(Searcher):
         return True  # the plan has them
 
     def set_max_concurrency(self, max_concurrent: int) -> bool:
-        """--max-concurrent, kept here rather than in Ray's ConcurrencyLimiter: the limiter
-        forgets its trials on restore and then drops the results of a retried one."""
+        """At most this many trials handed out and not yet ended. Kept here rather than in Ray's
+        ConcurrencyLimiter: the limiter forgets its trials on restore and then drops the results
+        of a retried one."""
         self._max_concurrent = max_concurrent
         return True
+
+    def set_slots(self, slots: Callable[[], int]) -> None:
+        """`slots()`: how many trials Ray runs at once (tuning.cluster.trial_slots), asked at each
+        suggestion, so that a node that joins adds its slots. No more trials are handed out and
+        not yet ended: each is proposed when a slot frees, from every trial that ended by then,
+        and none waits in Tune's queue to run after the search has settled."""
+        self._slots = slots
 
     def saw(self, trial_id: str) -> None:
         """Ray has this trial: restored from its snapshot, or new (tuning.scheduler calls this)."""
@@ -223,7 +236,8 @@ class StudySearch(Searcher):
         running = sum(t.state == TrialState.RUNNING for t in handed_out.values())
         if len(handed_out) >= self.plan.num_samples or self.race.settled_at:
             return Searcher.FINISHED if not running else None  # wait for the last to end
-        if self._max_concurrent and running >= self._max_concurrent:
+        most = min(self._max_concurrent or math.inf, self._slots() if self._slots else math.inf)
+        if running >= most:
             return None
         attrs: dict[str, Any] = {}
         if self.plan.baseline and not handed_out:
@@ -280,9 +294,12 @@ class StudySearch(Searcher):
 
     # ----- what Ray tells
 
-    def record_stop(self, trial_id: str, epoch: int) -> None:
-        """A rung stopped this trial after `epoch` (tuning.scheduler.RaceScheduler calls this)."""
+    def record_stop(self, trial_id: str, epoch: int, settled: bool = False) -> None:
+        """A rung stopped this trial after `epoch`, or (`settled`) the search's settling did
+        (tuning.scheduler.RaceScheduler calls this)."""
         self._stops[trial_id] = epoch
+        if settled:
+            self._settle_stops.add(trial_id)
 
     def ended_at(self, trial_id: str) -> int | None:
         """The last epoch the study recorded for this Ray trial where it holds it as COMPLETE or
@@ -329,7 +346,8 @@ class StudySearch(Searcher):
         elif result and result.get("diverged"):
             state, value, reason = TrialState.PRUNED, None, DIVERGED
         elif trial_id in self._stops:
-            state, value, reason = TrialState.PRUNED, None, STOPPED
+            reason = SETTLED_STOP if trial_id in self._settle_stops else STOPPED
+            state, value = TrialState.PRUNED, None
         elif result and result.get("epoch", 0) >= result.get("epochs_planned", math.inf):
             state, value, reason = TrialState.COMPLETE, last, COMPLETED
         else:  # e.g. --max-epochs below the epochs the space planned
@@ -361,5 +379,5 @@ class StudySearch(Searcher):
             if settled:
                 self._study.set_user_attr(SETTLED, settled)
                 print(f"[search] settled after {handed_out} of {self.plan.num_samples} trials: "
-                      f"{settled_because(settled, score)}; the trials running finish "
+                      f"{settled_because(settled, score)}; the trials running stop "
                       "(--full-budget runs them all)", flush=True)
