@@ -168,7 +168,8 @@ def _longer(experiment: Experiment, judged: Verdicts) -> str:
     score = experiment.score
     steps = []
     for long, short, found in judged.ladder:
-        words = {BETTER: "better", EVEN: f"even within {_margin(score, judged.margin)}"}
+        words = {BETTER: "better", EVEN: f"even within {_margin(score, judged.margin)}"
+                 + (", a real gain smaller than it" if found.low > 0 else "")}
         steps.append(f"{long['epochs']} epochs: {score.amount(found.gain, signed=True, unit=True)}"
                      f" over {short['epochs']} {_interval(score, found)}, "
                      f"{words.get(found.verdict, 'undecided')}")

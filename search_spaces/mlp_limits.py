@@ -14,6 +14,13 @@ COMPARE = "epochs"  # a 10-epoch schedule is judged against 10-epoch schedules o
 BUDGET = Budget(max_epochs=30, grace_period=5, reduction_factor=3, num_samples=24)
 
 EPOCHS = (5, 10, 20, 30)
+# what a careful practitioner tries first at each length: Adam at its default lr, batch 128, a
+# cosine schedule, the tutorial's width and no regularization (weight decay at the space's
+# floor), the `hand.json` of docs/benchmarks.md; each lane starts there, so that the search finds
+# at least what that recipe does
+STARTS = [{"epochs": epochs, "optimizer": "adam", "lr": 1e-3, "weight_decay": 1e-6,
+           "batch_size": 128, "schedule": "cosine", "warmup_epochs": 0, "label_smoothing": 0.0,
+           "dropout": 0.0, "width": 512} for epochs in EPOCHS]
 
 
 def define(trial: optuna.Trial, max_epochs: int) -> dict:

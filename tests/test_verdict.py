@@ -158,3 +158,27 @@ def test_a_pair_truly_a_margin_apart_is_called_even_in_at_most_5_percent(apart):
     even = {corrected: sum(sequential(rng, 0.89 + apart, 0.89, 0.005, 0.01, corrected).verdict
                            == EVEN for _ in range(4000)) / 4000 for corrected in (True, False)}
     assert even[True] <= 0.05 < even[False], even
+
+
+def test_a_longer_training_even_with_a_real_gain_says_both():
+    """What 10 epochs buy over 5, 0.8 points with tight runs: even within the 1-point margin,
+    and a real gain smaller than it (the 90% interval above 0), as the mlp_limits run found; a
+    gain whose interval reaches 0 is even and no more."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from results.answer import _longer
+    from results.confirmation import Verdicts
+    from results.metric import Score
+
+    five, ten = pd.Series({"epochs": 5}), pd.Series({"epochs": 10})
+    real = gap(np.array([0.8950, 0.8952, 0.8948]), np.array([0.8870, 0.8872, 0.8868]), True, 0.01,
+               LOOKS)
+    unsure = gap(np.array([0.890, 0.893, 0.887]), np.array([0.889, 0.888, 0.890]), True, 0.01,
+                 LOOKS)
+    assert real.verdict == unsure.verdict == EVEN and real.low > 0 > unsure.low
+    said = [_longer(SimpleNamespace(score=Score()), Verdicts(0.01, ladder=[(ten, five, found)]))
+            for found in (real, unsure)]
+    assert "even within the 1-point margin, a real gain smaller than it." in said[0], said[0]
+    assert said[1].endswith("even within the 1-point margin."), said[1]

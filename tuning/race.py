@@ -14,8 +14,8 @@ its value's share). A lane drops out once it is behind (`behind`): it gets no ne
 running trials finish their rungs, and the lanes still contending share what it would have had.
 
 Settled. The search can stop before its budget once its answer would not move (`settled`): it
-hands out no more trials, and stops those running or waiting to run (`Race.stops_settled`),
-as Ray Tune's stoppers and Optuna's Terminator end a study, but for the baseline.
+hands out no more trials, and stops those running or waiting to run (`Race.stops_settled`) but
+the baseline, as a Ray Tune stopper's stop_all ends an experiment.
 
 The race knows nothing of Ray: tuning.scheduler is Ray Tune's scheduler that runs it. Ray does not
 save a scheduler's state: a resumed run rebuilds the rungs from the study, which holds every

@@ -59,8 +59,8 @@ class RaceScheduler(HearsErrors):
     its lane's rungs (Race.judge); once the search has settled, the trials running or waiting
     stop at their next epoch (Race.stops_settled). `search` (the run's StudySearch) holds the
     race, hears each trial a rung stops before its planned end, so that it can tell it from one
-    that ran its course, and knows the trials that ended, which are not run again. Without a search (`race`
-    given instead) it is plain ASHA per lane."""
+    that ran its course, and knows the trials that ended, which are not run again. Without a
+    search (`race` given instead) it is plain ASHA per lane."""
 
     def __init__(self, search: StudySearch | None = None, race: Race | None = None,
                  metric: str | None = None) -> None:
