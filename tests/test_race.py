@@ -263,15 +263,12 @@ def test_once_settled_the_trials_running_or_waiting_stop_but_the_baseline(tmp_pa
     assert race.on_trial_result(controller, controller.trials[0], {**row, "epoch": 3}) \
         == "CONTINUE"
     assert search.suggest("more") is None  # the baseline still runs
-    study = {t.user_attrs["ray_trial_id"]: t for t in load_study_at(tmp_path).trials}
+    study = {t.user_attrs["ray_trial_id"]: t
+             for t in optuna.load_study(study_name="s", storage=journal(tmp_path)).trials}
     assert [(study[t].state, study[t].user_attrs.get("reason")) for t in
             ("running", "waiting", "last")] == [(TrialState.PRUNED, "stopped_settled")] * 2 + [
         (TrialState.COMPLETE, "completed")]
     assert study["base"].state == TrialState.RUNNING
-
-
-def load_study_at(run_dir):
-    return optuna.load_study(study_name="s", storage=journal(run_dir))
 
 
 @pytest.fixture(scope="module")
@@ -449,9 +446,7 @@ def test_the_report_says_which_value_dropped_when_why_and_where_the_search_settl
     from optuna.storages.journal import JournalFileBackend
 
     from results import report
-    from test_results import RUN, make_run_dir
-
-    from test_results import TRIALS
+    from test_results import RUN, TRIALS, make_run_dir
 
     halted = ({"optimizer": "adam", "lr": 0.003, "batch_size": 64}, [0.6], "stopped_settled",
               TrialState.PRUNED)  # running when the search settled
