@@ -42,11 +42,12 @@ def journal(run_dir: Path) -> Any:
 
 
 def by_ray_trial(study: Any) -> dict[str, Any]:
-    """Each Ray trial's last study trial (FrozenTrial), by Ray trial id; the lost ones left out;
-    {} without a study."""
+    """Each Ray trial's last study trial (FrozenTrial), by Ray trial id; the lost ones, and one
+    enqueued that a kill left waiting (never handed out), left out; {} without a study."""
     last = {}
     for trial in study.get_trials(deepcopy=False) if study is not None else ():
-        if RAY_TRIAL_ID in trial.user_attrs and trial.user_attrs.get(REASON) != LOST:
+        if RAY_TRIAL_ID in trial.user_attrs and trial.user_attrs.get(REASON) != LOST \
+                and trial.state.name != "WAITING":
             last[trial.user_attrs[RAY_TRIAL_ID]] = trial
     return last
 

@@ -87,6 +87,28 @@ def test_restore_fails_trials_lost_in_a_crash(tmp_path):
     assert trials["done"].value == 0.5
 
 
+def test_a_kill_between_the_studys_ask_and_ray_leaves_no_trial_running(tmp_path):
+    """A run killed as the study handed out a trial, before Ray had it: asked without its Ray id
+    (as an earlier version left it), or enqueued and not yet asked. The restored searcher ends
+    both FAIL as lost_in_crash before it draws the next trial; none stays RUNNING or WAITING,
+    which the search's end would never wait for."""
+    search = new_search(tmp_path, num_samples=6)
+    search.suggest("kept")
+    search.save(str(tmp_path / "searcher.pkl"))
+    search._study.ask()  # killed before the Ray id was set
+    search._study.enqueue_trial({"optimizer": "adam", "lr": 0.001, "batch_size": 64},
+                                user_attrs={"ray_trial_id": "never"})  # killed before ask()
+    restored = StudySearch.__new__(StudySearch)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    restored.saw("kept")
+    assert isinstance(restored.suggest("next"), dict)
+    study = optuna.load_study(study_name="s", storage=journal(tmp_path))
+    assert [(t.state, t.user_attrs.get("reason")) for t in study.trials] == [
+        (TrialState.RUNNING, None), (TrialState.FAIL, "lost_in_crash"),
+        (TrialState.FAIL, "lost_in_crash"), (TrialState.RUNNING, None)]
+    assert study.trials[-1].user_attrs["ray_trial_id"] == "next"
+
+
 def test_the_study_says_when_the_search_has_its_samples(tmp_path):
     """With its samples handed out, the search waits for the last to end, then says finished."""
     search = new_search(tmp_path, num_samples=2)

@@ -217,10 +217,17 @@ class StudySearch(Searcher):
         """Once Ray has added the trials it restored, before the first new one: a trial the study
         holds as running that Ray does not have was handed out after Ray's last snapshot (or
         after the searcher's, which Ray writes apart) and will never report: it ends FAIL as
-        lost_in_crash, and its sample is drawn again."""
-        lost = [ray_id for ray_id in self._live if ray_id not in self._seen]
-        for ray_id in lost:
-            trial = self._live.pop(ray_id)
+        lost_in_crash, and its sample is drawn again; so does one a kill left enqueued or asked
+        without its Ray id."""
+        lost = [self._live.pop(ray_id) for ray_id in list(self._live) if ray_id not in self._seen]
+        # asked of the study but killed before it was matched with a Ray trial (a run of an
+        # earlier version set the Ray id after ask(); tuning.search's search_done skips them)
+        lost += [reopen(self._study, t) for t in self._study.get_trials(
+            deepcopy=False, states=(TrialState.RUNNING,)) if RAY_TRIAL_ID not in t.user_attrs]
+        # enqueued and killed before ask(): asked now, so as to end with the others
+        lost += [self._study.ask() for _ in self._study.get_trials(
+            deepcopy=False, states=(TrialState.WAITING,))]
+        for trial in lost:
             trial.set_user_attr(REASON, LOST)
             self._study.tell(trial, state=TrialState.FAIL)
         if lost:  # out of the race too
@@ -249,10 +256,11 @@ class StudySearch(Searcher):
                 attrs[START], params = start, dict(self.plan.starts[start])
             else:
                 params = self._propose(value, len(handed_out))
-        self._study.enqueue_trial(params, user_attrs=attrs)
+        # the Ray id goes in with the trial, so that a run killed at any moment can match every
+        # study trial asked with Ray's trials
+        self._study.enqueue_trial(params, user_attrs={**attrs, RAY_TRIAL_ID: trial_id})
         trial = self._study.ask()
-        # at once, so that a run cut before the trial ends can be matched with Ray's trials
-        trial.set_user_attr(RAY_TRIAL_ID, trial_id)
+        trial.set_user_attr(RAY_TRIAL_ID, trial_id)  # an enqueued trial a kill left waiting
         if START in attrs:  # the starts tried, each once however often a crash lost one
             tried = {t.user_attrs[START] for t in handed_out.values() if START in t.user_attrs}
             self._study.set_user_attr(STARTED, len(tried | {attrs[START]}))
