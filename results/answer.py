@@ -267,8 +267,8 @@ def _search(experiment: Experiment, board: pd.DataFrame) -> str:
         per = ran / max(1, len(board))
         unrun = max(0, settled["of"] - len(board)) * per
         saved = f"; about {100 * unrun / (ran + unrun):.0f}% of its epochs saved" if unrun else ""
-        halted = int((board["status"] == "stopped_settled").sum())
-        halted = f"; it stopped the {trials(halted)} then running" if halted else ""
+        stopped = int((board["status"] == "stopped_settled").sum())
+        halted = f"; it stopped the {trials(stopped)} then running" if stopped else ""
         parts.append(f"The search settled after {len(board)} of {settled['of']} trials: "
                      f"{settled_because(settled, experiment.score)}{halted}{saved} "
                      "(--full-budget runs them all).")

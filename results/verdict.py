@@ -82,14 +82,20 @@ def gap(a: np.ndarray, b: np.ndarray, higher_is_better: bool, margin: float,
         plan: tuple[int, ...]) -> Gap:
     """The verdict on a against b (module docstring), the intervals held over the looks the
     confirmation plans (`plan`, looks()); the interval kept is the one the verdict rests on."""
-    sign, looks_ = (1.0 if higher_is_better else -1.0), max(1, len(plan))
-    a, b = sign * np.asarray(a, float), sign * np.asarray(b, float)
-    gain, low, high = interval(a, b, 1 - 2 * ALPHA / looks_)  # two one-sided tests at ALPHA
+    a, b = _oriented(a, b, higher_is_better)
+    gain, low, high = interval(a, b, 1 - 2 * ALPHA / max(1, len(plan)))  # one-sided tests
     if -margin < low and high < margin:
         return Gap(gain, low, high, (len(a), len(b)), EVEN, 1 - 2 * ALPHA)
-    gain, low, high = interval(a, b, 1 - ALPHA / looks_)
+    gain, low, high = interval(a, b, 1 - ALPHA / max(1, len(plan)))
     verdict = BETTER if low > 0 else WORSE if high < 0 else OPEN
     return Gap(gain, low, high, (len(a), len(b)), verdict)
+
+
+def _oriented(a: np.ndarray, b: np.ndarray, higher_is_better: bool
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """a and b as floats whose higher values are the better (a loss turned round)."""
+    sign = 1.0 if higher_is_better else -1.0
+    return sign * np.asarray(a, float), sign * np.asarray(b, float)
 
 
 def as_good(cheap: np.ndarray, best: np.ndarray, higher_is_better: bool, margin: float,
@@ -97,8 +103,7 @@ def as_good(cheap: np.ndarray, best: np.ndarray, higher_is_better: bool, margin:
     """Whether the cheaper config is as good as the best within the margin (non-inferiority, a
     one-sided test at ALPHA over the looks): even where the lower end of the interval at level
     1 - 2 ALPHA / looks lies above -margin, worse where its upper end lies below it, else open."""
-    sign, looks_ = (1.0 if higher_is_better else -1.0), max(1, len(plan))
-    cheap, best = sign * np.asarray(cheap, float), sign * np.asarray(best, float)
-    gain, low, high = interval(cheap, best, 1 - 2 * ALPHA / looks_)
+    cheap, best = _oriented(cheap, best, higher_is_better)
+    gain, low, high = interval(cheap, best, 1 - 2 * ALPHA / max(1, len(plan)))
     verdict = EVEN if low > -margin else WORSE if high < -margin else OPEN
     return Gap(gain, low, high, (len(cheap), len(best)), verdict, 1 - 2 * ALPHA)

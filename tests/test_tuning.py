@@ -13,7 +13,7 @@ import torch
 from optuna.trial import TrialState
 
 from conftest import make_split
-from runs import data_dir, load_study, run_cli, trial_results  # noqa: F401 (a fixture)
+from runs import data_dir, run_cli, trial_results  # noqa: F401 (a fixture)
 from search_spaces import SPACES
 from trainables.config import parse_config
 from trainables.data import carve_validation
@@ -152,6 +152,33 @@ def test_errored_trial_run_again_becomes_a_new_study_trial(tmp_path):
     assert retry.intermediate_values == {1: 0.6, 2: 0.7, 3: 0.75}
     assert retry.params == failed.params and retry.user_attrs["retry_of"] == failed.number
     assert {k: config[k] for k in retry.params} == retry.params
+
+
+def test_a_resumed_errored_trial_is_not_given_a_trial_a_kill_left_waiting(tmp_path):
+    """A run killed as the study handed out a trial leaves it enqueued and not yet asked. On
+    --resume, an errored trial Ray runs again may report before the first new trial is drawn: its
+    retry takes its own parameters, and the trial left waiting ends FAIL as lost_in_crash."""
+    search = new_search(tmp_path, num_samples=6)
+    config = search.suggest("bad")
+    search.on_trial_result("bad", {"epochs_planned": 3, "diverged": False, "epoch": 1,
+                                   "val_accuracy": 0.6})
+    search.on_trial_complete("bad", None, error=True)
+    search.save(str(tmp_path / "searcher.pkl"))
+    stale = {"optimizer": "sgd", "lr": 0.2, "batch_size": 256, "momentum": 0.5}
+    assert {k: config.get(k) for k in stale} != stale
+    search._study.enqueue_trial(stale, user_attrs={"ray_trial_id": "never"})  # killed here
+    restored = StudySearch.__new__(StudySearch)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    restored.saw("bad")
+    restored.on_trial_result("bad", {"epochs_planned": 3, "diverged": False, "epoch": 2,
+                                     "val_accuracy": 0.7})
+    study = optuna.load_study(study_name="s", storage=journal(tmp_path))
+    failed, waiting, retry = study.trials
+    assert (waiting.state, waiting.user_attrs.get("reason")) == (TrialState.FAIL,
+                                                                 "lost_in_crash")
+    assert retry.state == TrialState.RUNNING and retry.params == failed.params
+    assert retry.user_attrs["ray_trial_id"] == "bad" and retry.intermediate_values == {1: 0.6,
+                                                                                       2: 0.7}
 
 
 @pytest.fixture

@@ -321,8 +321,11 @@ class StudySearch(Searcher):
         failed = by_ray_trial(self._study).get(trial_id)
         if failed is None or failed.state != TrialState.FAIL:
             return False
+        if not self._reconciled:  # Ray added the trials it restored before any reported
+            self._reconcile()  # so that ask() below takes no trial a kill left waiting
         kept = {START: failed.user_attrs[START]} if START in failed.user_attrs else {}
-        self._study.enqueue_trial(failed.params, user_attrs={RETRY_OF: failed.number, **kept})
+        self._study.enqueue_trial(failed.params, user_attrs={RETRY_OF: failed.number,
+                                                             RAY_TRIAL_ID: trial_id, **kept})
         retry = self._study.ask(fixed_distributions=failed.distributions)
         retry.set_user_attr(RAY_TRIAL_ID, trial_id)
         for step, value in failed.intermediate_values.items():
