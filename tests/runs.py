@@ -155,11 +155,15 @@ def journal_ends(run_dir):
 def journal_trials(run_dir):
     """Each Ray trial the journal names, in the order the study made them: (the epochs it has
     heard of it, whether it has ended)."""
-    ray_ids, epochs, ended = {}, {}, set()
+    ray_ids, epochs, ended, created = {}, {}, set(), 0
     for log in journal(run_dir):
         number = log.get("trial_id")
-        if log.get("op_code") == 8 and "ray_trial_id" in log["user_attr"]:  # SET_TRIAL_USER_ATTR
-            ray_ids[number] = log["user_attr"]["ray_trial_id"]
+        if log.get("op_code") == 4:  # CREATE_TRIAL: the id comes with an enqueued trial
+            number, created = created, created + 1  # the storage numbers trials as it makes them
+            if "ray_trial_id" in log.get("user_attrs", {}):
+                ray_ids[number] = log["user_attrs"]["ray_trial_id"]
+        elif log.get("op_code") == 8 and "ray_trial_id" in log["user_attr"]:  # SET_TRIAL_USER_ATTR
+            ray_ids[number] = log["user_attr"]["ray_trial_id"]  # a study of an earlier version
         elif log.get("op_code") == 7:  # SET_TRIAL_INTERMEDIATE_VALUE
             epochs.setdefault(number, set()).add(log["step"])
         elif log.get("op_code") == 6 and log.get("state") in (  # SET_TRIAL_STATE_VALUES

@@ -259,8 +259,7 @@ class StudySearch(Searcher):
         # the Ray id goes in with the trial, so that a run killed at any moment can match every
         # study trial asked with Ray's trials
         self._study.enqueue_trial(params, user_attrs={**attrs, RAY_TRIAL_ID: trial_id})
-        trial = self._study.ask()
-        trial.set_user_attr(RAY_TRIAL_ID, trial_id)  # an enqueued trial a kill left waiting
+        trial = self._study.ask()  # that trial: _reconcile ended any a kill left waiting
         if START in attrs:  # the starts tried, each once however often a crash lost one
             tried = {t.user_attrs[START] for t in handed_out.values() if START in t.user_attrs}
             self._study.set_user_attr(STARTED, len(tried | {attrs[START]}))
@@ -327,7 +326,6 @@ class StudySearch(Searcher):
         self._study.enqueue_trial(failed.params, user_attrs={RETRY_OF: failed.number,
                                                              RAY_TRIAL_ID: trial_id, **kept})
         retry = self._study.ask(fixed_distributions=failed.distributions)
-        retry.set_user_attr(RAY_TRIAL_ID, trial_id)
         for step, value in failed.intermediate_values.items():
             retry.report(value, step)
         self._live[trial_id], self._values[trial_id] = retry, dict(failed.intermediate_values)
